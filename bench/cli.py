@@ -1,0 +1,160 @@
+"""Command line: ``lossbench list``, ``lossbench run`` and ``lossbench report``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from bench.config import TrainConfig
+from bench.models import DEFAULT_MODEL
+from bench.plugins import loss_defaults
+from bench.registry import LOSSES, TASKS, UnknownNameError
+
+DEFAULTS = TrainConfig()
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def _train_size(text: str) -> int | None:
+    if text.lower() in {"all", "full", "none"}:
+        return None
+    return int(text)
+
+
+def _loss_specs(text: str) -> list[str]:
+    """Comma-separated loss specs; a comma followed by ``key=`` continues the previous spec's parameters."""
+    specs: list[str] = []
+    for item in _csv(text):
+        if "=" in item.split(":")[0] and specs:
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    return specs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lossbench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="list registered losses or tasks")
+    listing.add_argument("kind", choices=["losses", "tasks"])
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+
+    run = commands.add_parser("run", help="fine-tune the task x loss x seed matrix and write runs.csv + REPORT.md")
+    run.add_argument("--tasks", default="*", help="comma-separated task names or fnmatch patterns (default: all)")
+    run.add_argument(
+        "--losses", default="*", help="comma-separated loss specs or patterns, e.g. 'cross_entropy,focal:gamma=1.0'"
+    )
+    run.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated integer seeds (default: 0,1,2)")
+    run.add_argument("--train-size", type=_train_size, default=DEFAULTS.train_size, help="training examples or 'all'")
+    run.add_argument("--epochs", type=float, default=DEFAULTS.epochs)
+    run.add_argument("--lr", type=float, default=DEFAULTS.learning_rate, help="peak learning rate")
+    run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    run.add_argument("--max-length", type=int, default=DEFAULTS.max_length, help="truncate inputs to this many tokens")
+    run.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"embedded {DEFAULT_MODEL!r}, a local checkpoint directory or a hub id"
+    )
+    run.add_argument("--out", default="results", help="results folder (default: results)")
+    run.add_argument("--retry-failed", action="store_true", help="run again the runs recorded with status=error")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    report = commands.add_parser("report", help="rebuild DIR/REPORT.md from DIR/runs.csv")
+    report.add_argument("--out", default="results", help="results folder (default: results)")
+    return parser
+
+
+def list_command(kind: str, as_json: bool) -> None:
+    if kind == "losses":
+        items = [
+            {
+                "name": name,
+                "problem_types": sorted(LOSSES.get(name).problem_types),
+                "params": loss_defaults(LOSSES.get(name)),
+            }
+            for name in LOSSES.names()
+        ]
+    else:
+        items = []
+        for name in TASKS.names():
+            meta = TASKS.get(name).metadata
+            items.append(
+                {
+                    "name": name,
+                    "problem_type": meta.problem_type,
+                    "num_labels": meta.num_labels,
+                    "main_metric": meta.main_metric,
+                    "version": meta.version,
+                    "source": meta.source,
+                    "description": meta.description,
+                }
+            )
+    if as_json:
+        print(json.dumps(items, indent=2))
+        return
+    for item in items:
+        if kind == "losses":
+            params = ", ".join(f"{k}={v}" for k, v in item["params"].items())
+            print(f"{item['name']:<18} {'/'.join(item['problem_types']):<16} {params}")
+        else:
+            print(f"{item['name']:<14} {item['problem_type']:<15} {item['description']}")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from bench.report import write_report  # heavy imports only when running
+    from bench.runner import build_matrix, run_matrix
+
+    train = TrainConfig(
+        model=args.model,
+        train_size=args.train_size,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+    )
+    runs, skipped = build_matrix(_csv(args.tasks), _loss_specs(args.losses), args.seeds, train)
+    if not runs:
+        reasons = "; ".join(row["message"] for row in skipped)
+        raise ValueError(f"The matrix is empty: no loss in --losses supports any task in --tasks ({reasons}).")
+    started = time.perf_counter()
+    failed = run_matrix(runs, skipped, args.out, retry_failed=args.retry_failed, quiet=args.quiet)
+    report = write_report(args.out)
+    print(f"Wrote {report} ({len(runs)} runs) in {time.perf_counter() - started:.0f} s wall time.")
+    if failed:
+        print(f"{len(failed)} run(s) failed; see the 'Failed runs' section of the report:", file=sys.stderr)
+        for row in failed:
+            print(f"  {row['task']} {row['loss_spec']} seed={row['seed']}: {row['error_type']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            list_command(args.kind, args.json)
+            return 0
+        if args.command == "report":
+            from bench.report import write_report
+
+            print(f"Wrote {write_report(args.out)}")
+            return 0
+        return run_command(args)
+    except (UnknownNameError, ValueError, FileNotFoundError) as error:
+        print(f"lossbench: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The settings of a run and the identity of a run: a small frozen config with flat fields and typed defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.models import DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fine-tuning settings shared by every run of a matrix (the default bench fits in ~30 min on 2 CPU cores)."""
+
+    model: str = DEFAULT_MODEL
+    train_size: int | None = 1000
+    epochs: float = 1.0
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    max_length: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        checks = {
+            "train_size": self.train_size is None or self.train_size >= 1,
+            "epochs": self.epochs > 0,
+            "learning_rate": self.learning_rate > 0,
+            "batch_size": self.batch_size >= 1,
+            "max_length": self.max_length >= 8,
+            "weight_decay": self.weight_decay >= 0,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"Invalid {name}={getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the matrix: a task, a loss with its parameters, a seed, and the shared settings."""
+
+    task: str
+    task_version: str
+    loss: str
+    seed: int
+    train: TrainConfig
+    loss_params: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that defines the run's result."""
+        return {
+            "task": self.task,
+            "task_version": self.task_version,
+            "loss": self.loss,
+            "loss_params": self.loss_params,
+            "seed": self.seed,
+            **asdict(self.train),
+        }
+
+    @property
+    def run_id(self) -> str:
+        """A stable hash of ``identity()``: the same run always gets the same id, so finished runs are skipped."""
+        payload = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]

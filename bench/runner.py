@@ -1,0 +1,255 @@
+"""Build the (task, loss, seed) matrix, run each cell with the shared LossTrainer, and store one row per run."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import datasets
+import transformers
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    PrinterCallback,
+    TrainingArguments,
+)
+
+from bench.config import RunSpec, TrainConfig
+from bench.data import tokenize, training_subset
+from bench.environment import PeakMemory, git_commit, hardware, library_versions
+from bench.executors import LocalExecutor
+from bench.metrics import compute_metrics
+from bench.models import resolve_model
+from bench.plugins import get_loss, get_task, parse_loss_spec
+from bench.registry import LOSSES, TASKS
+from bench.results import ResultsStore
+from bench.trainer import LossTrainer
+
+RUNS_DIR = "runs"
+
+
+def loss_spec_label(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """Canonical spec: the name, plus the parameters that differ from their defaults (``focal:gamma=1.0``)."""
+    changed = {k: v for k, v in sorted(params.items()) if defaults.get(k) != v}
+    return name + (":" + ",".join(f"{k}={v}" for k, v in changed.items()) if changed else "")
+
+
+def expand_loss_specs(patterns: Iterable[str]) -> list[str]:
+    """Loss specs with fnmatch patterns expanded; a spec with parameters must name one loss exactly."""
+    specs: list[str] = []
+    for pattern in patterns:
+        name, params = parse_loss_spec(pattern)
+        names = [name] if params else LOSSES.resolve([name])
+        if params:
+            LOSSES.get(name)
+        for resolved in names:
+            spec = pattern if params else resolved
+            if spec not in specs:
+                specs.append(spec)
+    return specs
+
+
+def build_matrix(
+    task_patterns: Iterable[str], loss_patterns: Iterable[str], seeds: Iterable[int], train: TrainConfig
+) -> tuple[list[RunSpec], list[dict[str, Any]]]:
+    """All compatible (task, loss, seed) runs, and a row for each incompatible (task, loss) pair."""
+    runs: list[RunSpec] = []
+    skipped: list[dict[str, Any]] = []
+    losses = [get_loss(spec) for spec in expand_loss_specs(loss_patterns)]
+    for task_name in TASKS.resolve(task_patterns):
+        meta = get_task(task_name).metadata
+        for loss in losses:
+            if not loss.supports(meta.problem_type):
+                spec = RunSpec(task_name, meta.version, loss.name, -1, train, loss.params)
+                supported = ", ".join(sorted(loss.problem_types))
+                skipped.append(
+                    {
+                        **_base_row(spec, meta),
+                        "run_id": "skip-" + spec.run_id,
+                        "status": "skipped",
+                        "seed": None,
+                        "message": f"{loss.name} supports {supported}; {task_name} is {meta.problem_type}",
+                    }
+                )
+                continue
+            runs.extend(RunSpec(task_name, meta.version, loss.name, seed, train, loss.params) for seed in seeds)
+    return runs, skipped
+
+
+def _base_row(spec: RunSpec, meta) -> dict[str, Any]:
+    defaults = get_loss(spec.loss).params
+    return {
+        "run_id": spec.run_id,
+        "task": spec.task,
+        "task_version": spec.task_version,
+        "problem_type": meta.problem_type,
+        "main_metric": meta.main_metric,
+        "loss": spec.loss,
+        "loss_spec": loss_spec_label(spec.loss, spec.loss_params, defaults),
+        "loss_params": json.dumps(spec.loss_params, sort_keys=True),
+        "seed": spec.seed,
+        **asdict(spec.train),
+        **library_versions(),
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@cache
+def _tokenizer(model_path: str):
+    return AutoTokenizer.from_pretrained(model_path)
+
+
+@cache
+def _prepared_splits(task_name: str, model_path: str, max_length: int, train_size: int | None) -> datasets.DatasetDict:
+    """Tokenized splits with the training subset, computed once per process and shared by every loss and seed."""
+    task = get_task(task_name)
+    meta = task.metadata
+    splits = task.load()
+    stratify = meta.problem_type == "classification"
+    splits["train"] = training_subset(splits["train"], train_size, seed=meta.split_seed, stratify=stratify)
+    splits = tokenize(splits, _tokenizer(model_path), meta.text_fields, max_length)
+    # Evaluation order does not change the metrics; sorting by length makes each padded batch nearly full.
+    for name in ("validation", "test"):
+        lengths = [len(ids) for ids in splits[name]["input_ids"]]
+        splits[name] = splits[name].select(sorted(range(len(lengths)), key=lengths.__getitem__))
+    return splits
+
+
+def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
+    """Fine-tune one (task, loss, seed) and evaluate on the test split; returns the result row."""
+    started = time.perf_counter()
+    task = get_task(spec.task)
+    meta = task.metadata
+    loss = LOSSES.get(spec.loss)(**spec.loss_params)
+    model_path = resolve_model(spec.train.model)
+    splits = _prepared_splits(spec.task, model_path, spec.train.max_length, spec.train.train_size)
+    tokenizer = _tokenizer(model_path)
+
+    transformers.set_seed(spec.seed)  # the new head is initialised the same way for every loss of this seed
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path,
+        num_labels=meta.num_labels,
+        problem_type="regression" if meta.problem_type == "regression" else "single_label_classification",
+    )
+    with tempfile.TemporaryDirectory(prefix="lossbench-") as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=spec.train.epochs,
+            learning_rate=spec.train.learning_rate,
+            per_device_train_batch_size=spec.train.batch_size,
+            per_device_eval_batch_size=64,
+            weight_decay=spec.train.weight_decay,
+            warmup_steps=spec.train.warmup_ratio,
+            lr_scheduler_type="linear",
+            seed=spec.seed,
+            data_seed=spec.seed,
+            save_strategy="no",
+            eval_strategy="no",
+            logging_steps=10,
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=not transformers.utils.is_torch_cuda_available(),
+        )
+        trainer = LossTrainer(
+            model=model,
+            args=args,
+            train_dataset=splits["train"],
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            loss=loss,
+        )
+        trainer.remove_callback(PrinterCallback)  # one concise line per run is printed by the matrix instead
+        with PeakMemory() as memory:
+            train_metrics = trainer.train().metrics
+        eval_started = time.perf_counter()
+        prediction = trainer.predict(splits["test"])
+        eval_seconds = time.perf_counter() - eval_started
+
+    run_dir = out_dir / RUNS_DIR / spec.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+
+    test_metrics = compute_metrics(meta.problem_type, prediction.predictions, prediction.label_ids)
+    return {
+        **_base_row(spec, meta),
+        "status": "ok",
+        "train_examples": len(splits["train"]),
+        "test_examples": len(splits["test"]),
+        **{f"test_{name}": value for name, value in test_metrics.items()},
+        "test_loss": prediction.metrics["test_loss"],
+        "train_loss": train_metrics["train_loss"],
+        "train_seconds": train_metrics["train_runtime"],
+        "train_samples_per_second": train_metrics["train_samples_per_second"],
+        "eval_seconds": eval_seconds,
+        "peak_rss_mb": round(memory.peak_rss_mb, 1),
+        "peak_gpu_mb": memory.peak_gpu_mb,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def run_one_safely(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
+    """``run_one``, with any exception turned into a ``status=error`` row so the matrix goes on."""
+    try:
+        return run_one(spec, out_dir)
+    except Exception as error:  # noqa: BLE001 - a failed run is a result, not a crash
+        (out_dir / RUNS_DIR / spec.run_id).mkdir(parents=True, exist_ok=True)
+        (out_dir / RUNS_DIR / spec.run_id / "error.txt").write_text(traceback.format_exc())
+        return {
+            **_base_row(spec, get_task(spec.task).metadata),
+            "status": "error",
+            "error_type": type(error).__name__,
+            "message": str(error)[:500],
+        }
+
+
+def run_matrix(
+    runs: list[RunSpec],
+    skipped: list[dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    retry_failed: bool = False,
+    quiet: bool = False,
+) -> list[dict[str, Any]]:
+    """Run every run not already finished in ``out_dir``, storing each row as soon as it finishes.
+
+    Returns the rows of the runs that failed in this invocation.
+    """
+    out_dir = Path(out_dir)
+    store = ResultsStore(out_dir)
+    done = store.ids_with_status("ok", "skipped") | (set() if retry_failed else store.ids_with_status("error"))
+    for row in skipped:
+        if row["run_id"] not in done:
+            store.put(row)
+    todo = [spec for spec in runs if spec.run_id not in done]
+    say = (lambda *_: None) if quiet else print
+    say(
+        f"{len(runs)} runs: {len(runs) - len(todo)} already in {store.path}, {len(todo)} to run; "
+        f"{len(skipped)} incompatible (task, loss) pairs skipped"
+    )
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    failed = []
+    matrix_started = time.perf_counter()
+    for index, (spec, row) in enumerate(LocalExecutor().map(run_one_safely, todo, out_dir), start=1):
+        store.put(row)
+        if row["status"] == "ok":
+            main = row[f"test_{row['main_metric']}"]
+            outcome = f"{row['main_metric']}={main:.4f}  train {row['train_seconds']:.1f}s"
+        else:
+            failed.append(row)
+            outcome = f"ERROR {row['error_type']}: {row['message'][:120]}"
+        elapsed = time.perf_counter() - matrix_started
+        say(f"[{index}/{len(todo)} {elapsed:.0f}s] {spec.task} {row['loss_spec']} seed={spec.seed}: {outcome}")
+    return failed

@@ -1,0 +1,1 @@
+"""Loss plug-ins: one module per loss, discovered automatically (see losses/base.py)."""

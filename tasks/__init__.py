@@ -1,0 +1,1 @@
+"""Task plug-ins: one module per task, discovered automatically (see tasks/base.py)."""

