@@ -141,6 +141,7 @@ def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
         model_path,
         num_labels=meta.num_labels,
         problem_type="regression" if meta.problem_type == "regression" else "single_label_classification",
+        ignore_mismatched_sizes=True,  # a checkpoint with another head gets a new one of the task's size
     )
     with tempfile.TemporaryDirectory(prefix="lossbench-") as scratch:
         args = TrainingArguments(

@@ -108,7 +108,9 @@ class Task:
         labels = frame[self.metadata.label_field]
         if self.metadata.problem_type == "classification":
             return labels
-        return pd.Series(pd.qcut(labels.astype(float), q=10, labels=False, duplicates="drop"), index=frame.index)
+        # Target deciles; fewer bins for small data, so that every bin keeps enough rows for both held-out splits.
+        bins = max(1, min(10, len(frame) // 20))
+        return pd.Series(pd.qcut(labels.astype(float), q=bins, labels=False, duplicates="drop"), index=frame.index)
 
     def _to_dataset(self, part: pd.DataFrame) -> datasets.Dataset:
         meta = self.metadata

@@ -13,7 +13,7 @@ Args:
     predictions (list of float): predicted targets.
     references (list of float): true targets.
 Returns:
-    pearson, spearman, mse, mae (floats); a correlation is nan when the predictions are constant.
+    pearson, spearman, mse, mae (floats); a correlation is nan when predictions or references are constant.
 """
 _CITATION = "Virtanen et al., SciPy 1.0, Nature Methods 17, 2020; Pedregosa et al., Scikit-learn, JMLR 12, 2011."
 
@@ -31,7 +31,7 @@ class RegressionMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
-        constant = min(predictions) == max(predictions)
+        constant = min(predictions) == max(predictions) or min(references) == max(references)
         return {
             "pearson": float("nan") if constant else float(pearsonr(predictions, references).statistic),
             "spearman": float("nan") if constant else float(spearmanr(predictions, references).statistic),

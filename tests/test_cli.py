@@ -1,0 +1,58 @@
+"""The command line as users and checks call it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from bench.cli import main
+from bench.registry import LOSSES, TASKS
+
+
+def test_list_losses_json(capsys):
+    assert main(["list", "losses", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert [item["name"] for item in items] == LOSSES.names()
+    focal = next(item for item in items if item["name"] == "focal")
+    assert focal == {"name": "focal", "problem_types": ["classification"], "params": {"gamma": 2.0}}
+
+
+def test_list_tasks_json(capsys):
+    assert main(["list", "tasks", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert [item["name"] for item in items] == TASKS.names()
+    trec = next(item for item in items if item["name"] == "trec")
+    assert trec["problem_type"] == "classification" and trec["num_labels"] == 6
+
+
+def test_unknown_names_exit_nonzero_with_did_you_mean(capsys):
+    assert main(["run", "--tasks", "trecc", "--losses", "focal"]) == 2
+    message = capsys.readouterr().err
+    assert "'trecc'" in message and "Did you mean 'trec'" in message and "rt_polarity" in message
+    assert main(["run", "--tasks", "trec", "--losses", "focall"]) == 2
+    message = capsys.readouterr().err
+    assert "'focall'" in message and "Did you mean 'focal'" in message and "cross_entropy" in message
+
+
+def test_bad_loss_parameter_and_seeds_are_rejected(capsys):
+    assert main(["run", "--tasks", "trec", "--losses", "focal:gama=1"]) == 2
+    assert "gama" in capsys.readouterr().err
+    assert main(["run", "--tasks", "trec", "--losses", "mse"]) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_run_and_report_as_a_subprocess(tiny_model_dir, tmp_path):
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "bench", "run", "--tasks", "sms_*", "--losses", "cross_entropy,focal:gamma=1.0"]
+    command += ["--seeds", "0", "--train-size", "16", "--out", str(out), "--model", str(tiny_model_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(out / "runs.csv")
+    assert sorted(frame["loss_spec"]) == ["cross_entropy", "focal:gamma=1.0"]
+    assert (frame["status"] == "ok").all() and (frame["task"] == "sms_spam").all()
+    (out / "REPORT.md").unlink()
+    assert main(["report", "--out", str(out)]) == 0
+    assert "## sms_spam" in (out / "REPORT.md").read_text()

@@ -1,0 +1,121 @@
+"""The matrix end to end on the tiny model: rows, resume, failure isolation, report."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench import runner
+from bench.config import TrainConfig
+from bench.report import write_report
+from bench.results import ResultsStore
+from bench.runner import build_matrix, expand_loss_specs, loss_spec_label, run_matrix
+
+
+@pytest.fixture
+def tiny_train(tiny_model_dir) -> TrainConfig:
+    return TrainConfig(model=str(tiny_model_dir), train_size=24, batch_size=8, max_length=32)
+
+
+def test_matrix_builds_only_compatible_pairs(tiny_train):
+    runs, skipped = build_matrix(["trec", "vader_movies"], ["cross_entropy", "mse"], [0, 1], tiny_train)
+    assert {(r.task, r.loss, r.seed) for r in runs} == {
+        ("trec", "cross_entropy", 0),
+        ("trec", "cross_entropy", 1),
+        ("vader_movies", "mse", 0),
+        ("vader_movies", "mse", 1),
+    }
+    assert {(row["task"], row["loss"]) for row in skipped} == {("trec", "mse"), ("vader_movies", "cross_entropy")}
+
+
+def test_loss_patterns_and_parameters_expand():
+    assert expand_loss_specs(["cross_*", "focal:gamma=1.0", "focal"]) == ["cross_entropy", "focal:gamma=1.0", "focal"]
+    assert loss_spec_label("focal", {"gamma": 1.0}, {"gamma": 2.0}) == "focal:gamma=1.0"
+    assert loss_spec_label("focal", {"gamma": 2.0}, {"gamma": 2.0}) == "focal"
+
+
+def test_run_id_depends_on_everything_that_defines_the_run(tiny_train):
+    runs, _ = build_matrix(["trec"], ["focal", "focal:gamma=1.0"], [0, 1], tiny_train)
+    assert len({r.run_id for r in runs}) == 4
+    again, _ = build_matrix(["trec"], ["focal", "focal:gamma=1.0"], [0, 1], tiny_train)
+    assert [r.run_id for r in again] == [r.run_id for r in runs]
+
+
+def test_matrix_writes_rows_and_report_and_resumes(tiny_train, tmp_path, monkeypatch):
+    runs, skipped = build_matrix(["trec", "vader_movies"], ["cross_entropy", "focal", "mse"], [0, 1], tiny_train)
+    assert run_matrix(runs, skipped, tmp_path, quiet=True) == []
+
+    frame = ResultsStore(tmp_path).load()
+    ok = frame[frame["status"] == "ok"]
+    assert len(ok) == 6 and (frame["status"] == "skipped").sum() == 3
+    assert ok["run_id"].is_unique
+    trec = ok[ok["task"] == "trec"]
+    assert trec[["test_accuracy", "test_f1_macro", "test_mcc"]].notna().all().all()
+    vader = ok[ok["task"] == "vader_movies"]
+    assert vader[["test_pearson", "test_spearman", "test_mse", "test_mae"]].notna().all().all()
+    for column in ("task_version", "loss_params", "model", "torch_version", "transformers_version", "git_commit"):
+        assert ok[column].notna().all(), column
+    assert (ok["train_examples"] == 24).all()
+    assert json.loads(trec[trec["loss"] == "focal"]["loss_params"].iloc[0]) == {"gamma": 2.0}
+    for run_id in ok["run_id"]:
+        assert json.loads((tmp_path / "runs" / run_id / "log_history.json").read_text())
+
+    report = write_report(tmp_path).read_text()
+    assert "## trec" in report and "## vader_movies" in report and "f1_macro ↑" in report and "mse ↓" in report
+    assert "Skipped pairs" in report
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished run was run again")
+
+    monkeypatch.setattr(runner, "run_one", must_not_run)
+    assert run_matrix(runs, skipped, tmp_path, quiet=True) == []
+    assert len(ResultsStore(tmp_path).load()) == len(frame)
+
+
+def test_a_failing_run_becomes_an_error_row_and_the_others_finish(tiny_train, tmp_path, monkeypatch):
+    real_run_one = runner.run_one
+
+    def fail_for_focal(spec, out_dir):
+        if spec.loss == "focal":
+            raise RuntimeError("boom in focal")
+        return real_run_one(spec, out_dir)
+
+    monkeypatch.setattr(runner, "run_one", fail_for_focal)
+    runs, skipped = build_matrix(["trec"], ["cross_entropy", "focal"], [0], tiny_train)
+    failed = run_matrix(runs, skipped, tmp_path, quiet=True)
+    assert [row["loss"] for row in failed] == ["focal"]
+    frame = ResultsStore(tmp_path).load().set_index("loss")
+    assert frame.at["cross_entropy", "status"] == "ok"
+    assert frame.at["focal", "status"] == "error"
+    assert frame.at["focal", "error_type"] == "RuntimeError" and "boom" in frame.at["focal", "message"]
+    assert "boom in focal" in write_report(tmp_path).read_text()
+
+    monkeypatch.setattr(runner, "run_one", real_run_one)
+    assert run_matrix(runs, skipped, tmp_path, quiet=True) == []  # error rows are kept unless retried
+    assert ResultsStore(tmp_path).load().set_index("loss").at["focal", "status"] == "error"
+    assert run_matrix(runs, skipped, tmp_path, retry_failed=True, quiet=True) == []
+    assert (ResultsStore(tmp_path).load()["status"] == "ok").all()
+
+
+def test_same_config_twice_gives_identical_metrics(tiny_train, tmp_path):
+    runs, _ = build_matrix(["rt_polarity"], ["label_smoothing"], [3], tiny_train)
+    first = runner.run_one(runs[0], tmp_path)
+    second = runner.run_one(runs[0], tmp_path)
+    for key in ("test_accuracy", "test_f1_macro", "train_loss"):
+        assert first[key] == second[key]
+
+
+def test_report_with_missing_metrics_renders(tmp_path):
+    """A report from a CSV with only failed and skipped rows still renders."""
+    rows = [
+        {"run_id": "a", "status": "error", "task": "trec", "problem_type": "classification", "main_metric": "f1_macro",
+         "loss": "focal", "loss_spec": "focal", "seed": 0, "error_type": "RuntimeError", "message": "boom"},
+        {"run_id": "b", "status": "skipped", "task": "trec", "problem_type": "classification",
+         "main_metric": "f1_macro", "loss": "mse", "loss_spec": "mse", "message": "mse supports regression"},
+    ]  # fmt: skip
+    tmp_path.mkdir(exist_ok=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "runs.csv", index=False)
+    report = write_report(tmp_path).read_text()
+    assert "No finished runs." in report and "boom" in report and "mse supports regression" in report

@@ -1,0 +1,123 @@
+"""The shared LossTrainer: the loss goes through the Trainer's real hook and is exact under gradient accumulation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding, TrainingArguments
+
+from bench import get_loss
+from bench.models import DEFAULT_MODEL, resolve_model
+from bench.registry import LOSSES
+from bench.trainer import LossTrainer, reduce_loss
+from tests.helpers import tiny_bert_config
+
+TEXTS = [
+    "a gripping, funny film",
+    "dull",
+    "the worst two hours I have spent in a cinema this year",
+    "what is the capital of France ?",
+    "free entry to win a prize, text now",
+    "ok see you later",
+    "an overlong but often moving portrait of a family",
+]
+NUM_CLASSES = 3
+
+
+def _cases() -> list:
+    cases = []
+    for name in LOSSES.names():
+        for problem_type in sorted(LOSSES.get(name).problem_types):
+            cases.append(pytest.param(name, problem_type, id=f"{name}-{problem_type}"))
+    return cases
+
+
+def _dataset(problem_type: str) -> Dataset:
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    if problem_type == "classification":
+        labels = [i % NUM_CLASSES for i in range(len(TEXTS))]
+    else:
+        labels = [float(i) - 3.0 for i in range(len(TEXTS))]
+    data = tokenizer(TEXTS, truncation=True, max_length=32)
+    return Dataset.from_dict({**data, "label": labels})
+
+
+def _one_sgd_step(loss_name: str, problem_type: str, batch_size: int, accumulation: int, tmp_path) -> dict:
+    """Parameters after one plain-SGD update with lr 1 (so the update equals minus the gradient), in float64."""
+    torch.manual_seed(0)
+    num_labels = NUM_CLASSES if problem_type == "classification" else 1
+    model = BertForSequenceClassification(tiny_bert_config(dropout=0.0, num_labels=num_labels)).double()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        learning_rate=1.0,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    trainer = LossTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(problem_type),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        loss=get_loss(loss_name),
+    )
+    trainer.train()
+    return {name: before[name] - p.detach() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize(("loss_name", "problem_type"), _cases())
+def test_gradient_accumulation_gives_the_full_batch_gradient(loss_name, problem_type, tmp_path):
+    """7 examples as one batch, or as micro-batches of 4 + 3 accumulated: the same update (float64)."""
+    full = _one_sgd_step(loss_name, problem_type, batch_size=7, accumulation=1, tmp_path=tmp_path / "full")
+    accumulated = _one_sgd_step(loss_name, problem_type, batch_size=4, accumulation=2, tmp_path=tmp_path / "acc")
+    assert any(update.abs().max() > 0 for update in full.values())
+    for name, update in full.items():
+        torch.testing.assert_close(accumulated[name], update, atol=1e-6, rtol=1e-6, msg=f"parameter {name}")
+
+
+def test_reduce_loss_divides_by_num_items_or_averages():
+    per_example = torch.tensor([1.0, 2.0, 6.0])
+    assert reduce_loss(per_example, None) == pytest.approx(3.0)
+    assert reduce_loss(per_example, torch.tensor(6)) == pytest.approx(1.5)
+
+
+def test_evaluation_loss_is_the_runs_loss(tmp_path):
+    """trainer.evaluate() reports the mean of the configured loss, not the model's built-in cross-entropy."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_bert_config(dropout=0.0, num_labels=NUM_CLASSES))
+    dataset = _dataset("classification")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    focal = get_loss("focal:gamma=2.0")
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=16, report_to="none", use_cpu=True)
+    trainer = LossTrainer(
+        model=model, args=args, eval_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer), loss=focal
+    )
+    eval_loss = trainer.evaluate()["eval_loss"]
+    batch = DataCollatorWithPadding(tokenizer)([{k: dataset[i][k] for k in dataset.column_names} for i in range(7)])
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        logits = model.eval()(**batch).logits
+    assert eval_loss == pytest.approx(focal(logits, labels).mean().item(), rel=1e-5)
+    assert eval_loss != pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-3)
+
+
+def test_trainer_has_no_loss_fn_argument(tmp_path):
+    """The tutorial's ``Trainer(loss_fn=...)`` does not exist; lossbench's hook is compute_loss_func."""
+    from transformers import Trainer
+
+    model = BertForSequenceClassification(tiny_bert_config(num_labels=2))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    with pytest.raises(TypeError):
+        Trainer(model=model, args=args, loss_fn=get_loss("cross_entropy"))
