@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from bench.config import TrainConfig
-from bench.models import DEFAULT_MODEL
+from bench.models import DEFAULT_MODEL, check_model
 from bench.plugins import loss_defaults
 from bench.registry import LOSSES, TASKS, UnknownNameError
 
@@ -123,6 +123,7 @@ def run_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_length=args.max_length,
     )
+    check_model(args.model)
     runs, skipped = build_matrix(_csv(args.tasks), _loss_specs(args.losses), args.seeds, train)
     if not runs:
         reasons = "; ".join(row["message"] for row in skipped)

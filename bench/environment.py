@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import threading
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -15,6 +16,7 @@ LIBRARIES = ("torch", "transformers", "datasets", "evaluate", "accelerate", "sci
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@cache
 def library_versions() -> dict[str, str]:
     versions = {"python_version": platform.python_version()}
     for name in LIBRARIES:
@@ -25,8 +27,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+@cache
 def git_commit() -> str:
-    """HEAD of the lossbench checkout, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
+    """HEAD of the lossbench checkout, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git.
+
+    Read once per process, when the first run starts.
+    """
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -39,6 +45,7 @@ def git_commit() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
+@cache
 def hardware() -> str:
     """CPU model, core count and torch threads; the GPU when one is used."""
     cpu = platform.processor() or platform.machine()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -26,3 +27,20 @@ def resolve_model(name: str) -> str:
     if Path(name).is_dir():
         return str(Path(name).resolve())
     return name
+
+
+def check_model(name: str) -> str:
+    """Resolve ``name`` and read its config, so a bad model name fails before any training; returns the path or id."""
+    from transformers import AutoConfig
+
+    resolved = resolve_model(name)
+    try:
+        AutoConfig.from_pretrained(resolved)
+    except (OSError, ValueError) as error:
+        offline = os.environ.get("HF_HUB_OFFLINE", "")
+        raise ValueError(
+            f"Model {name!r} could not be loaded: it is not {DEFAULT_MODEL!r} (embedded), not a local checkpoint "
+            f"directory, and not reachable as a hub id (HF_HUB_OFFLINE={offline!r}). "
+            f"Detail: {str(error).splitlines()[0]}"
+        ) from None
+    return resolved

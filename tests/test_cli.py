@@ -56,3 +56,10 @@ def test_run_and_report_as_a_subprocess(tiny_model_dir, tmp_path):
     (out / "REPORT.md").unlink()
     assert main(["report", "--out", str(out)]) == 0
     assert "## sms_spam" in (out / "REPORT.md").read_text()
+
+
+def test_a_model_that_cannot_load_fails_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["run", "--tasks", "trec", "--losses", "focal", "--model", "no-such-org/no-such-model"]) == 2
+    assert "'no-such-org/no-such-model' could not be loaded" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
