@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import transformers
 from transformers import (
     AutoModelForSequenceClassification,
@@ -136,10 +137,13 @@ def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
     splits = _prepared_splits(spec.task, model_path, spec.train.max_length, spec.train.train_size)
     tokenizer = _tokenizer(model_path)
 
+    if loss.needs_class_counts:
+        loss.set_class_counts(np.bincount(splits["train"]["label"], minlength=meta.num_labels).tolist())
+
     transformers.set_seed(spec.seed)  # the new head is initialised the same way for every loss of this seed
     model = AutoModelForSequenceClassification.from_pretrained(
         model_path,
-        num_labels=meta.num_labels,
+        num_labels=loss.head_size(meta.num_labels),
         problem_type="regression" if meta.problem_type == "regression" else "single_label_classification",
         ignore_mismatched_sizes=True,  # a checkpoint with another head gets a new one of the task's size
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 from transformers import Trainer
+
+from losses.base import Loss
 
 
 def reduce_loss(per_example: Tensor, num_items_in_batch: Tensor | int | None) -> Tensor:
@@ -21,20 +22,47 @@ def reduce_loss(per_example: Tensor, num_items_in_batch: Tensor | int | None) ->
     return per_example.sum() / num_items_in_batch
 
 
+def weight_batch_loss(batch_value: Tensor, batch_size: int, num_items_in_batch: Tensor | int | None) -> Tensor:
+    """A batch-level loss (one scalar per micro-batch, e.g. 1 - Pearson r) times the micro-batch's share of examples.
+
+    Under gradient accumulation the update is then the size-weighted mean of the micro-batch losses' gradients. A
+    batch statistic is computed within each micro-batch, never over the full batch, so accumulation changes what such
+    a loss means (a correlation over 4 examples is not one over 8); without accumulation it is exact.
+    """
+    if num_items_in_batch is None:
+        return batch_value
+    return batch_value * batch_size / num_items_in_batch
+
+
 class LossTrainer(Trainer):
     """A ``transformers.Trainer`` whose training and evaluation loss is a lossbench ``Loss``.
 
     The loss plugs into the Trainer's real hook, ``compute_loss_func(outputs, labels, num_items_in_batch)``: the
     Trainer then pops the labels (the model computes no loss of its own), counts ``num_items_in_batch`` over the
     accumulated micro-batches, and treats the returned loss as already normalised for gradient accumulation.
-    (There is no ``loss_fn=`` argument; passing one raises TypeError.)
+    (There is no ``loss_fn=`` argument; passing one raises TypeError.) Losses that need the sentence embedding get
+    the last layer's [CLS] state; only they make the model return hidden states.
     """
 
-    def __init__(self, *args: Any, loss: torch.nn.Module, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, loss: Loss, **kwargs: Any) -> None:
         self.loss = loss
         super().__init__(*args, compute_loss_func=self.compute_custom_loss, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.loss.needs_embeddings:
+            inputs = {**inputs, "output_hidden_states": True}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # Hidden states requested for the loss are not predictions.
+        ignore_keys = [*(ignore_keys or []), "hidden_states", "attentions"]
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def compute_custom_loss(
         self, outputs: Any, labels: Tensor, num_items_in_batch: Tensor | int | None = None
     ) -> Tensor:
-        return reduce_loss(self.loss(outputs.logits, labels), num_items_in_batch)
+        extra = {"embeddings": outputs.hidden_states[-1][:, 0]} if self.loss.needs_embeddings else {}
+        values = self.loss(outputs.logits, labels, **extra)
+        if self.loss.per_example:
+            return reduce_loss(values, num_items_in_batch)
+        return weight_batch_loss(values, labels.shape[0], num_items_in_batch)

@@ -15,14 +15,35 @@ REGRESSION = "regression"
 
 class Loss(nn.Module):
     """Subclasses declare ``problem_types``, take keyword-only hyper-parameters stored under the same name, and
-    return a tensor of shape (batch,) from ``forward(logits, labels)``.
+    return a tensor of shape (batch,) from ``forward(logits, labels)``: one loss per example; the trainer reduces.
 
     Classification: logits (batch, num_labels), int64 labels (batch,).
-    Regression: logits (batch, 1), float labels (batch,).
+    Regression: logits (batch, outputs_per_label), float labels (batch,).
+
+    Capabilities, declared on the class so the runner and the tests read them from one place:
+
+    - ``needs_class_counts``: the runner calls ``set_class_counts`` with the training split's class counts first.
+    - ``needs_embeddings``: ``forward`` also receives ``embeddings`` (batch, hidden), the encoder's [CLS] state;
+      the trainer asks the model for hidden states only for such losses.
+    - ``outputs_per_label``: head outputs per label (``gaussian_nll`` predicts a mean and a log-variance: 2).
+    - ``per_example = False``: ``forward`` returns one scalar for the whole batch instead of (batch,) values.
+    - ``batch_dependent = True``: an example's loss depends on the other examples of the batch (a correlation, a
+      contrastive term); gradient accumulation is then not the same as a larger batch (see ``bench.trainer``).
     """
 
     name: ClassVar[str]
     problem_types: ClassVar[frozenset[str]]
+    needs_class_counts: ClassVar[bool] = False
+    needs_embeddings: ClassVar[bool] = False
+    outputs_per_label: ClassVar[int] = 1
+    per_example: ClassVar[bool] = True
+    batch_dependent: ClassVar[bool] = False
+
+    class_counts: Tensor | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("class_counts", None, persistent=False)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         raise NotImplementedError
@@ -30,6 +51,26 @@ class Loss(nn.Module):
     @classmethod
     def supports(cls, problem_type: str) -> bool:
         return problem_type in cls.problem_types
+
+    def head_size(self, num_labels: int) -> int:
+        """Number of model outputs this loss needs for a task with ``num_labels`` labels (1 for regression)."""
+        return num_labels * self.outputs_per_label
+
+    def set_class_counts(self, counts: Tensor | list[int]) -> None:
+        """Training-split examples per class, for losses that weight or shift classes by frequency."""
+        counts = torch.as_tensor(counts, dtype=torch.float64)
+        if counts.dim() != 1 or (counts < 0).any() or counts.sum() <= 0:
+            raise ValueError(f"Loss {self.name!r}: class counts must be non-negative and not all zero, got {counts}")
+        self.class_counts = counts
+
+    def required_class_counts(self, logits: Tensor) -> Tensor:
+        """The class counts on the logits' device, checked to be set and to match the logits' width."""
+        if self.class_counts is None:
+            raise ValueError(f"Loss {self.name!r} needs class counts: call set_class_counts(counts) first")
+        if len(self.class_counts) != logits.shape[-1]:
+            count = len(self.class_counts)
+            raise ValueError(f"Loss {self.name!r}: {count} class counts for {logits.shape[-1]} classes")
+        return self.class_counts.to(logits.device)
 
     @property
     def params(self) -> dict[str, Any]:

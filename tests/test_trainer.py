@@ -10,7 +10,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification, DataColla
 from bench import get_loss
 from bench.models import DEFAULT_MODEL, resolve_model
 from bench.registry import LOSSES
-from bench.trainer import LossTrainer, reduce_loss
+from bench.trainer import LossTrainer, reduce_loss, weight_batch_loss
 from tests.helpers import tiny_bert_config
 
 TEXTS = [
@@ -25,9 +25,11 @@ TEXTS = [
 NUM_CLASSES = 3
 
 
-def _cases() -> list:
+def _cases(*, batch_dependent: bool) -> list:
     cases = []
     for name in LOSSES.names():
+        if LOSSES.get(name).batch_dependent != batch_dependent:
+            continue
         for problem_type in sorted(LOSSES.get(name).problem_types):
             cases.append(pytest.param(name, problem_type, id=f"{name}-{problem_type}"))
     return cases
@@ -43,11 +45,23 @@ def _dataset(problem_type: str) -> Dataset:
     return Dataset.from_dict({**data, "label": labels})
 
 
-def _one_sgd_step(loss_name: str, problem_type: str, batch_size: int, accumulation: int, tmp_path) -> dict:
-    """Parameters after one plain-SGD update with lr 1 (so the update equals minus the gradient), in float64."""
+def _loss(loss_name: str, problem_type: str):
+    loss = get_loss(loss_name)
+    if loss.needs_class_counts:
+        loss.set_class_counts([3, 2, 2])
+    return loss
+
+
+def _model(loss, problem_type: str) -> BertForSequenceClassification:
     torch.manual_seed(0)
-    num_labels = NUM_CLASSES if problem_type == "classification" else 1
-    model = BertForSequenceClassification(tiny_bert_config(dropout=0.0, num_labels=num_labels)).double()
+    num_labels = loss.head_size(NUM_CLASSES if problem_type == "classification" else 1)
+    return BertForSequenceClassification(tiny_bert_config(dropout=0.0, num_labels=num_labels)).double()
+
+
+def _one_sgd_step(loss_name: str, problem_type: str, batch_size: int, accumulation: int, tmp_path) -> dict:
+    """Parameter updates of one plain-SGD step with lr 1 (so the update equals minus the gradient), in float64."""
+    loss = _loss(loss_name, problem_type)
+    model = _model(loss, problem_type)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     args = TrainingArguments(
         output_dir=str(tmp_path),
@@ -71,13 +85,13 @@ def _one_sgd_step(loss_name: str, problem_type: str, batch_size: int, accumulati
         args=args,
         train_dataset=_dataset(problem_type),
         data_collator=DataCollatorWithPadding(tokenizer),
-        loss=get_loss(loss_name),
+        loss=loss,
     )
     trainer.train()
     return {name: before[name] - p.detach() for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize(("loss_name", "problem_type"), _cases())
+@pytest.mark.parametrize(("loss_name", "problem_type"), _cases(batch_dependent=False))
 def test_gradient_accumulation_gives_the_full_batch_gradient(loss_name, problem_type, tmp_path):
     """7 examples as one batch, or as micro-batches of 4 + 3 accumulated: the same update (float64)."""
     full = _one_sgd_step(loss_name, problem_type, batch_size=7, accumulation=1, tmp_path=tmp_path / "full")
@@ -85,6 +99,34 @@ def test_gradient_accumulation_gives_the_full_batch_gradient(loss_name, problem_
     assert any(update.abs().max() > 0 for update in full.values())
     for name, update in full.items():
         torch.testing.assert_close(accumulated[name], update, atol=1e-6, rtol=1e-6, msg=f"parameter {name}")
+
+
+@pytest.mark.parametrize(("loss_name", "problem_type"), _cases(batch_dependent=True))
+def test_batch_dependent_loss_without_accumulation_is_the_full_batch_gradient(loss_name, problem_type, tmp_path):
+    """A batch statistic cannot be accumulated exactly (see bench.trainer.weight_batch_loss); without accumulation
+    the Trainer's update is the gradient of the loss over the whole batch, computed here directly."""
+    update = _one_sgd_step(loss_name, problem_type, batch_size=7, accumulation=1, tmp_path=tmp_path)
+    loss = _loss(loss_name, problem_type)
+    model = _model(loss, problem_type)
+    dataset = _dataset(problem_type)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    batch = DataCollatorWithPadding(tokenizer)([dataset[i] for i in range(len(dataset))])
+    labels = batch.pop("labels")
+    outputs = model(**batch, output_hidden_states=loss.needs_embeddings)
+    extra = {"embeddings": outputs.hidden_states[-1][:, 0]} if loss.needs_embeddings else {}
+    values = loss(outputs.logits, labels, **extra)
+    (values.mean() if loss.per_example else values).backward()
+    for name, parameter in model.named_parameters():
+        expected = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        torch.testing.assert_close(update[name], expected, atol=1e-6, rtol=1e-6, msg=f"parameter {name}")
+
+
+def test_weight_batch_loss_is_exact_for_a_batch_mean():
+    """A loss that returns the mean over its micro-batch, weighted by the micro-batch's share, adds up to the mean."""
+    values = torch.tensor([1.0, 2.0, 6.0, 3.0, 8.0])
+    parts = [weight_batch_loss(values[:3].mean(), 3, 5), weight_batch_loss(values[3:].mean(), 2, 5)]
+    assert sum(parts) == pytest.approx(values.mean().item())
+    assert weight_batch_loss(torch.tensor(0.5), 3, None) == pytest.approx(0.5)
 
 
 def test_reduce_loss_divides_by_num_items_or_averages():
