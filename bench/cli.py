@@ -103,12 +103,13 @@ def list_command(kind: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(items, indent=2))
         return
+    width = max((len(item["name"]) for item in items), default=0) + 2
     for item in items:
         if kind == "losses":
             params = ", ".join(f"{k}={v}" for k, v in item["params"].items())
-            print(f"{item['name']:<18} {'/'.join(item['problem_types']):<16} {params}")
+            print(f"{item['name']:<{width}} {'/'.join(item['problem_types']):<16} {params}")
         else:
-            print(f"{item['name']:<14} {item['problem_type']:<15} {item['description']}")
+            print(f"{item['name']:<{width}} {item['problem_type']:<15} {item['description']}")
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -163,3 +163,65 @@ def test_trainer_has_no_loss_fn_argument(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     with pytest.raises(TypeError):
         Trainer(model=model, args=args, loss_fn=get_loss("cross_entropy"))
+
+
+class _RecordingTrainer(LossTrainer):
+    """Keeps a copy of every micro-batch the Trainer feeds to the loss."""
+
+    micro_batches: list
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.micro_batches.append({key: value.clone() for key, value in inputs.items()})
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+
+@pytest.mark.parametrize(("loss_name", "problem_type"), _cases(batch_dependent=True))
+def test_batch_dependent_loss_under_accumulation_is_the_size_weighted_mean_of_micro_batches(
+    loss_name, problem_type, tmp_path
+):
+    """What gradient accumulation means for a batch statistic: with micro-batches of 4 + 3, the update is the
+    gradient of (4/7) L(micro-batch 1) + (3/7) L(micro-batch 2), each computed within its micro-batch."""
+    loss = _loss(loss_name, problem_type)
+    model = _model(loss, problem_type)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        max_steps=1,
+        learning_rate=1.0,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    trainer = _RecordingTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(problem_type),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        loss=loss,
+    )
+    trainer.micro_batches = []
+    trainer.train()
+    assert [len(batch["labels"]) for batch in trainer.micro_batches] == [4, 3]
+
+    reference = _model(loss, problem_type)
+    total = sum(len(batch["labels"]) for batch in trainer.micro_batches)
+    for batch in trainer.micro_batches:
+        batch = dict(batch)
+        labels = batch.pop("labels")
+        outputs = reference(**batch, output_hidden_states=loss.needs_embeddings)
+        extra = {"embeddings": outputs.hidden_states[-1][:, 0]} if loss.needs_embeddings else {}
+        values = loss(outputs.logits, labels, **extra)
+        value = values.mean() if loss.per_example else values
+        (value * len(labels) / total).backward()
+    for name, parameter in reference.named_parameters():
+        expected = -(parameter.grad if parameter.grad is not None else torch.zeros_like(parameter))
+        torch.testing.assert_close(model.get_parameter(name) - before[name], expected, atol=1e-6, rtol=1e-6)

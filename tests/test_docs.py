@@ -1,0 +1,13 @@
+"""README stays true to the code."""
+
+from __future__ import annotations
+
+from bench.docs import README, readme_with_table
+from bench.registry import LOSSES
+
+
+def test_readme_loss_table_is_generated_from_the_registry():
+    text = README.read_text()
+    assert readme_with_table(text) == text, "README's loss table is stale: run `make docs`"
+    for name in LOSSES.names():
+        assert f"| `{name}` |" in text
