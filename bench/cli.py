@@ -7,13 +7,16 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
+from types import SimpleNamespace
 
-from bench.config import TrainConfig
+from bench.config import PRECISIONS, TrainConfig
 from bench.models import DEFAULT_MODEL, check_model
 from bench.plugins import loss_defaults
 from bench.registry import LOSSES, TASKS, UnknownNameError
 
-DEFAULTS = TrainConfig()
+# The config's declared defaults (precision stays 'auto'; building a TrainConfig would resolve it).
+DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})
 
 
 def _csv(text: str) -> list[str]:
@@ -63,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float, default=DEFAULTS.learning_rate, help="peak learning rate")
     run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     run.add_argument("--max-length", type=int, default=DEFAULTS.max_length, help="truncate inputs to this many tokens")
+    run.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULTS.precision,
+        help="bf16 autocast or fp32 (default auto: bf16 on a CPU with AMX/AVX512-BF16 or a bf16 GPU, else fp32)",
+    )
     run.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"embedded {DEFAULT_MODEL!r}, a local checkpoint directory or a hub id"
     )
@@ -123,6 +132,7 @@ def run_command(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         batch_size=args.batch_size,
         max_length=args.max_length,
+        precision=args.precision,
     )
     check_model(args.model)
     runs, skipped = build_matrix(_csv(args.tasks), _loss_specs(args.losses), args.seeds, train)

@@ -62,6 +62,16 @@ def hardware() -> str:
     return description
 
 
+def bf16_supported() -> bool:
+    """Whether bfloat16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AMX or AVX512-BF16.
+
+    Elsewhere bf16 is emulated and slower than fp32.
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
 class PeakMemory:
     """Peak resident memory of this process (MB) while the ``with`` block runs, sampled every ``interval`` s.
 

@@ -15,7 +15,16 @@ METRICS_BY_PROBLEM_TYPE = {
     "classification": ("accuracy", "f1_macro", "mcc"),
     "regression": ("pearson", "spearman", "mse", "mae"),
 }
-SETTINGS = ("train_size", "epochs", "learning_rate", "batch_size", "max_length", "weight_decay", "warmup_ratio")
+SETTINGS = (
+    "train_size",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "max_length",
+    "weight_decay",
+    "warmup_ratio",
+    "precision",
+)
 VERSIONS = ("python_version", "torch_version", "transformers_version", "datasets_version", "evaluate_version")
 
 HOW_TO_READ = """\

@@ -165,6 +165,7 @@ def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
             report_to="none",
             disable_tqdm=True,
             use_cpu=not transformers.utils.is_torch_cuda_available(),
+            bf16=spec.train.precision == "bf16",  # autocast; the losses compute in float32 (losses.base.upcast)
         )
         trainer = LossTrainer(
             model=model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -119,3 +120,34 @@ def test_report_with_missing_metrics_renders(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "runs.csv", index=False)
     report = write_report(tmp_path).read_text()
     assert "No finished runs." in report and "boom" in report and "mse supports regression" in report
+
+
+def _capability_cases() -> list:
+    """One (task, loss) run per loss that needs more than logits and labels, chosen by its declared capabilities."""
+    from bench.registry import LOSSES
+
+    cases = []
+    for name in LOSSES.names():
+        loss = LOSSES.get(name)
+        special = loss.needs_class_counts or loss.needs_embeddings or loss.outputs_per_label > 1 or not loss.per_example
+        if special:
+            task = "trec" if loss.supports("classification") else "vader_movies"
+            cases.append(pytest.param(task, name, id=f"{task}-{name}"))
+    return cases
+
+
+@pytest.mark.parametrize(("task", "loss"), _capability_cases())
+def test_losses_with_capabilities_run_in_the_matrix(task, loss, tiny_train, tmp_path):
+    """Class counts, embeddings, a wider head and batch-level values all reach the loss through the real runner."""
+    runs, _ = build_matrix([task], [loss], [0], tiny_train)
+    row = runner.run_one(runs[0], tmp_path)
+    assert row["status"] == "ok"
+    assert all(math.isfinite(row[key]) for key in (f"test_{row['main_metric']}", "train_loss", "test_loss"))
+
+
+def test_bf16_run_records_its_precision_and_finite_metrics(tiny_model_dir, tmp_path):
+    train = TrainConfig(model=str(tiny_model_dir), train_size=24, batch_size=8, max_length=32, precision="bf16")
+    runs, _ = build_matrix(["vader_movies"], ["mse"], [0], train)
+    row = runner.run_one(runs[0], tmp_path)
+    assert row["precision"] == "bf16"
+    assert all(math.isfinite(row[f"test_{name}"]) for name in ("pearson", "mse", "mae"))
