@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from bench.config import PRECISIONS, TrainConfig
 from bench.models import DEFAULT_MODEL, check_model
-from bench.plugins import loss_defaults
+from bench.plugins import default_task_names, loss_defaults
 from bench.registry import LOSSES, TASKS, UnknownNameError
 
 # The config's declared defaults (precision stays 'auto'; building a TrainConfig would resolve it).
@@ -56,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print a JSON array")
 
     run = commands.add_parser("run", help="fine-tune the task x loss x seed matrix and write runs.csv + REPORT.md")
-    run.add_argument("--tasks", default="*", help="comma-separated task names or fnmatch patterns (default: all)")
+    run.add_argument(
+        "--tasks",
+        default=None,
+        help="comma-separated task names or fnmatch patterns, '*' for all (default: the default matrix's tasks, "
+        "rt_polarity,trec,sms_spam,vader_movies)",
+    )
     run.add_argument(
         "--losses", default="*", help="comma-separated loss specs or patterns, e.g. 'cross_entropy,focal:gamma=1.0'"
     )
@@ -74,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"embedded {DEFAULT_MODEL!r}, a local checkpoint directory or a hub id"
+    )
+    run.add_argument(
+        "--eval-steps",
+        type=int,
+        default=0,
+        help="also score the validation split every N training steps, for learning curves (default 0: never)",
     )
     run.add_argument("--out", default="results", help="results folder (default: results)")
     run.add_argument("--retry-failed", action="store_true", help="run again the runs recorded with status=error")
@@ -97,7 +108,8 @@ def list_command(kind: str, as_json: bool) -> None:
     else:
         items = []
         for name in TASKS.names():
-            meta = TASKS.get(name).metadata
+            task_class = TASKS.get(name)
+            meta = task_class.metadata
             items.append(
                 {
                     "name": name,
@@ -107,18 +119,24 @@ def list_command(kind: str, as_json: bool) -> None:
                     "version": meta.version,
                     "source": meta.source,
                     "description": meta.description,
+                    "requires_network": task_class.requires_network,
                 }
             )
     if as_json:
         print(json.dumps(items, indent=2))
         return
     width = max((len(item["name"]) for item in items), default=0) + 2
+    source_width = max((len(item.get("source", "")) for item in items), default=0) + 2
     for item in items:
         if kind == "losses":
             params = ", ".join(f"{k}={v}" for k, v in item["params"].items())
             print(f"{item['name']:<{width}} {'/'.join(item['problem_types']):<16} {params}")
         else:
-            print(f"{item['name']:<{width}} {item['problem_type']:<15} {item['description']}")
+            version = f"v{item['version']}"
+            print(
+                f"{item['name']:<{width}} {item['problem_type']:<15} {version:<6} {item['source']:<{source_width}}"
+                f"{item['description']}"
+            )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -135,12 +153,15 @@ def run_command(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     check_model(args.model)
-    runs, skipped = build_matrix(_csv(args.tasks), _loss_specs(args.losses), args.seeds, train)
+    tasks = _csv(args.tasks) if args.tasks is not None else default_task_names()
+    runs, skipped = build_matrix(tasks, _loss_specs(args.losses), args.seeds, train)
     if not runs:
         reasons = "; ".join(row["message"] for row in skipped)
         raise ValueError(f"The matrix is empty: no loss in --losses supports any task in --tasks ({reasons}).")
     started = time.perf_counter()
-    failed = run_matrix(runs, skipped, args.out, retry_failed=args.retry_failed, quiet=args.quiet)
+    failed = run_matrix(
+        runs, skipped, args.out, retry_failed=args.retry_failed, quiet=args.quiet, eval_steps=args.eval_steps
+    )
     report = write_report(args.out)
     print(f"Wrote {report} ({len(runs)} runs) in {time.perf_counter() - started:.0f} s wall time.")
     if failed:

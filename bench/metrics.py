@@ -21,7 +21,19 @@ HIGHER_IS_BETTER = {
     "mse": False,
     "mae": False,
     "loss": False,
+    # Calibration and per-class metrics (classification).
+    "ece": False,
+    "brier": False,
+    "nll": False,
+    "recall_macro": True,
+    "recall_rarest": True,
+    # Regression: R^2 and the error on the rarest third of targets vs the rest.
+    "r2": True,
+    "mae_rare": False,
+    "mae_common": False,
 }
+ECE_BINS = 15
+DENSITY_BINS = 20
 
 
 @cache
@@ -37,6 +49,79 @@ def predictions_from_logits(problem_type: str, logits: np.ndarray) -> np.ndarray
     return logits[..., 0] if logits.ndim == 2 else logits
 
 
-def compute_metrics(problem_type: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    predictions = predictions_from_logits(problem_type, np.asarray(logits, dtype=np.float64))
-    return load_metric(problem_type).compute(predictions=predictions.tolist(), references=np.asarray(labels).tolist())
+def compute_metrics(
+    problem_type: str, logits: np.ndarray, labels: np.ndarray, class_counts: list[int] | None = None
+) -> dict[str, float]:
+    """The task's metrics (local evaluate module) plus calibration / per-class or R^2 / target-region metrics.
+
+    ``class_counts`` (training split) picks the rarest class; without it, the rarest class of ``labels``.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+    predictions = predictions_from_logits(problem_type, logits)
+    scores = load_metric(problem_type).compute(predictions=predictions.tolist(), references=labels.tolist())
+    if problem_type == "classification":
+        return {**scores, **probability_metrics(logits, labels), **recall_metrics(predictions, labels, class_counts)}
+    return {**scores, **regression_extra_metrics(predictions, labels.astype(np.float64))}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    r"""Top-label ECE: sum_b |B_b| / n * |accuracy(B_b) - confidence(B_b)| over equal-width confidence bins.
+
+    Reference: Guo et al., On Calibration of Modern Neural Networks, ICML 2017 (15 bins there too).
+    """
+    confidence = probabilities.max(axis=-1)
+    correct = probabilities.argmax(axis=-1) == labels
+    # Bin b holds confidences in (b / bins, (b + 1) / bins]; confidence is >= 1 / K > 0.
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
+
+
+def probability_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """ECE (15 bins), multi-class Brier score sum_k (p_k - [k = y])^2 and NLL -log p_y, averaged over examples."""
+    probabilities = softmax(logits)
+    one_hot = np.eye(logits.shape[-1])[labels]
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_p_y = shifted[np.arange(len(labels)), labels] - np.log(np.exp(shifted).sum(axis=-1))
+    return {
+        "ece": expected_calibration_error(probabilities, labels),
+        "brier": float(((probabilities - one_hot) ** 2).sum(axis=-1).mean()),
+        "nll": float(-log_p_y.mean()),
+    }
+
+
+def recall_metrics(predictions: np.ndarray, labels: np.ndarray, class_counts: list[int] | None) -> dict[str, float]:
+    """Macro recall over the classes present in ``labels``, and the recall of the rarest class."""
+    present = np.unique(labels)
+    recalls = {c: float((predictions[labels == c] == c).mean()) for c in present}
+    counts = np.asarray(class_counts) if class_counts is not None else np.bincount(labels)
+    rarest = min(present, key=lambda c: (counts[c] if c < len(counts) else 0, c))
+    return {"recall_macro": float(np.mean(list(recalls.values()))), "recall_rarest": recalls[rarest]}
+
+
+def regression_extra_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """R^2, and the mean absolute error on the rarest third of targets (lowest density in a 20-bin histogram of
+    the targets) against the other two thirds: where imbalanced-regression losses should help."""
+    residual_ss = ((targets - predictions) ** 2).sum()
+    total_ss = ((targets - targets.mean()) ** 2).sum()
+    counts, edges = np.histogram(targets, bins=DENSITY_BINS)
+    density = counts[np.clip(np.searchsorted(edges, targets, side="right") - 1, 0, DENSITY_BINS - 1)]
+    rare = np.zeros(len(targets), dtype=bool)
+    rare[np.argsort(density, kind="stable")[: len(targets) // 3]] = True
+    errors = np.abs(predictions - targets)
+    return {
+        "r2": float(1 - residual_ss / total_ss) if total_ss > 0 else float("nan"),
+        "mae_rare": float(errors[rare].mean()) if rare.any() else float("nan"),
+        "mae_common": float(errors[~rare].mean()) if (~rare).any() else float("nan"),
+    }

@@ -55,6 +55,11 @@ def get_loss(spec: str):
     return loss_class(**{key: _coerce(name, key, value, defaults[key]) for key, value in raw.items()})
 
 
+def default_task_names() -> list[str]:
+    """The tasks of the default matrix: those that declare ``in_default_matrix``."""
+    return [name for name in TASKS.names() if TASKS.get(name).in_default_matrix]
+
+
 def get_task(name: str):
     """A task instance by registered name."""
     return TASKS.get(name)()

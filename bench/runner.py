@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from bench.config import RunSpec, TrainConfig
-from bench.data import tokenize, training_subset
+from bench.data import tokenize
 from bench.environment import PeakMemory, git_commit, hardware, library_versions
 from bench.executors import LocalExecutor
 from bench.metrics import compute_metrics
@@ -33,9 +33,12 @@ from bench.models import resolve_model
 from bench.plugins import get_loss, get_task, parse_loss_spec
 from bench.registry import LOSSES, TASKS
 from bench.results import ResultsStore
+from bench.stressors import VERSION as STRESSORS_VERSION
+from bench.stressors import check_applicable, parse_task_spec, stress_training_split, task_spec
 from bench.trainer import LossTrainer
 
 RUNS_DIR = "runs"
+PREDICTIONS_FILE = "test_predictions.npz"  # per run: the test split's logits and labels (reliability diagrams)
 
 
 def loss_spec_label(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
@@ -66,11 +69,12 @@ def build_matrix(
     runs: list[RunSpec] = []
     skipped: list[dict[str, Any]] = []
     losses = [get_loss(spec) for spec in expand_loss_specs(loss_patterns)]
-    for task_name in TASKS.resolve(task_patterns):
-        meta = get_task(task_name).metadata
+    for task_name in expand_task_specs(task_patterns):
+        meta = get_task(parse_task_spec(task_name)[0]).metadata
+        version = task_version(task_name, meta)
         for loss in losses:
             if not loss.supports(meta.problem_type):
-                spec = RunSpec(task_name, meta.version, loss.name, -1, train, loss.params)
+                spec = RunSpec(task_name, version, loss.name, -1, train, loss.params)
                 supported = ", ".join(sorted(loss.problem_types))
                 skipped.append(
                     {
@@ -82,8 +86,36 @@ def build_matrix(
                     }
                 )
                 continue
-            runs.extend(RunSpec(task_name, meta.version, loss.name, seed, train, loss.params) for seed in seeds)
+            runs.extend(RunSpec(task_name, version, loss.name, seed, train, loss.params) for seed in seeds)
     return runs, skipped
+
+
+def expand_task_specs(patterns: Iterable[str]) -> list[str]:
+    """Canonical task specs: each pattern's name part expanded (``'vader_*@train=500'``), stressors checked against
+    every task they apply to, before any training."""
+    specs: list[str] = []
+    for pattern in patterns:
+        base_pattern, stressors = parse_task_spec(pattern)
+        for base in TASKS.resolve([base_pattern]):
+            check_applicable(base, stressors, get_task(base).metadata.problem_type)
+            spec = task_spec(base, stressors)
+            if spec not in specs:
+                specs.append(spec)
+    return specs
+
+
+def task_version(spec: str, meta) -> str:
+    """The task's own version, plus the stressors' version for a stressed spec."""
+    return meta.version + (f"+stressors.{STRESSORS_VERSION}" if parse_task_spec(spec)[1] else "")
+
+
+def _stressor_columns(spec: str) -> dict[str, Any]:
+    base, stressors = parse_task_spec(spec)
+    return {
+        "task_base": base,
+        "stressors": "@".join(str(s) for s in stressors),
+        **{f"stress_{s.name}": s.value for s in stressors},
+    }
 
 
 def _base_row(spec: RunSpec, meta) -> dict[str, Any]:
@@ -91,6 +123,7 @@ def _base_row(spec: RunSpec, meta) -> dict[str, Any]:
     return {
         "run_id": spec.run_id,
         "task": spec.task,
+        **_stressor_columns(spec.task),
         "task_version": spec.task_version,
         "problem_type": meta.problem_type,
         "main_metric": meta.main_metric,
@@ -112,14 +145,10 @@ def _tokenizer(model_path: str):
 
 
 @cache
-def _prepared_splits(task_name: str, model_path: str, max_length: int, train_size: int | None) -> datasets.DatasetDict:
-    """Tokenized splits with the training subset, computed once per process and shared by every loss and seed."""
+def _tokenized_splits(task_name: str, model_path: str, max_length: int) -> datasets.DatasetDict:
+    """A task's tokenized splits, computed once per process and shared by every loss, seed and stressor."""
     task = get_task(task_name)
-    meta = task.metadata
-    splits = task.load()
-    stratify = meta.problem_type == "classification"
-    splits["train"] = training_subset(splits["train"], train_size, seed=meta.split_seed, stratify=stratify)
-    splits = tokenize(splits, _tokenizer(model_path), meta.text_fields, max_length)
+    splits = tokenize(task.load(), _tokenizer(model_path), task.metadata.text_fields, max_length)
     # Evaluation order does not change the metrics; sorting by length makes each padded batch nearly full.
     for name in ("validation", "test"):
         lengths = [len(ids) for ids in splits[name]["input_ids"]]
@@ -127,18 +156,43 @@ def _prepared_splits(task_name: str, model_path: str, max_length: int, train_siz
     return splits
 
 
-def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
-    """Fine-tune one (task, loss, seed) and evaluate on the test split; returns the result row."""
+def training_split(spec: RunSpec, model_path: str) -> tuple[datasets.Dataset, datasets.DatasetDict]:
+    """The run's (possibly stressed) training split, with a ``clean_label`` column, and the task's clean splits."""
+    base, stressors = parse_task_spec(spec.task)
+    meta = get_task(base).metadata
+    splits = _tokenized_splits(base, model_path, spec.train.max_length)
+    train = stress_training_split(
+        splits["train"],
+        stressors,
+        seed=spec.seed,
+        problem_type=meta.problem_type,
+        num_labels=meta.num_labels,
+        noise_targets=tuple(meta.label_names.index(target) for target in meta.noise_targets),
+        train_size=spec.train.train_size,
+        split_seed=meta.split_seed,
+    )
+    return train, splits
+
+
+def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, Any]:
+    """Fine-tune one (task, loss, seed) and evaluate on the test split; returns the result row.
+
+    ``eval_steps > 0`` also evaluates the validation split every that many steps, for learning curves (it logs
+    ``eval_<metric>`` entries in the run's log history and does not change the training itself).
+    """
     started = time.perf_counter()
-    task = get_task(spec.task)
-    meta = task.metadata
+    meta = get_task(parse_task_spec(spec.task)[0]).metadata
     loss = LOSSES.get(spec.loss)(**spec.loss_params)
     model_path = resolve_model(spec.train.model)
-    splits = _prepared_splits(spec.task, model_path, spec.train.max_length, spec.train.train_size)
+    train, splits = training_split(spec, model_path)
+    noise_rate = float(np.mean(np.asarray(train["label"]) != np.asarray(train["clean_label"])))
+    splits = datasets.DatasetDict({**splits, "train": train.remove_columns("clean_label")})
     tokenizer = _tokenizer(model_path)
+    classification = meta.problem_type == "classification"
+    class_counts = np.bincount(train["label"], minlength=meta.num_labels).tolist() if classification else None
 
     if loss.needs_class_counts:
-        loss.set_class_counts(np.bincount(splits["train"]["label"], minlength=meta.num_labels).tolist())
+        loss.set_class_counts(class_counts)
 
     transformers.set_seed(spec.seed)  # the new head is initialised the same way for every loss of this seed
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -160,7 +214,8 @@ def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
             seed=spec.seed,
             data_seed=spec.seed,
             save_strategy="no",
-            eval_strategy="no",
+            eval_strategy="steps" if eval_steps > 0 else "no",
+            eval_steps=eval_steps if eval_steps > 0 else None,
             logging_steps=10,
             report_to="none",
             disable_tqdm=True,
@@ -171,8 +226,14 @@ def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
             model=model,
             args=args,
             train_dataset=splits["train"],
+            eval_dataset=splits["validation"] if eval_steps > 0 else None,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
+            compute_metrics=(
+                (lambda p: compute_metrics(meta.problem_type, p.predictions, p.label_ids, class_counts))
+                if eval_steps > 0
+                else None
+            ),
             loss=loss,
         )
         trainer.remove_callback(PrinterCallback)  # one concise line per run is printed by the matrix instead
@@ -185,12 +246,19 @@ def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
     run_dir = out_dir / RUNS_DIR / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    np.savez_compressed(
+        run_dir / PREDICTIONS_FILE,
+        logits=np.asarray(prediction.predictions, dtype=np.float32),
+        labels=np.asarray(prediction.label_ids),
+    )
 
-    test_metrics = compute_metrics(meta.problem_type, prediction.predictions, prediction.label_ids)
+    test_metrics = compute_metrics(meta.problem_type, prediction.predictions, prediction.label_ids, class_counts)
     return {
         **_base_row(spec, meta),
         "status": "ok",
         "train_examples": len(splits["train"]),
+        "train_noise_rate": noise_rate,
+        "train_class_counts": json.dumps(class_counts) if classification else None,
         "test_examples": len(splits["test"]),
         **{f"test_{name}": value for name, value in test_metrics.items()},
         "test_loss": prediction.metrics["test_loss"],
@@ -204,15 +272,15 @@ def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_one_safely(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
+def run_one_safely(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, Any]:
     """``run_one``, with any exception turned into a ``status=error`` row so the matrix goes on."""
     try:
-        return run_one(spec, out_dir)
+        return run_one(spec, out_dir, eval_steps=eval_steps)
     except Exception as error:  # noqa: BLE001 - a failed run is a result, not a crash
         (out_dir / RUNS_DIR / spec.run_id).mkdir(parents=True, exist_ok=True)
         (out_dir / RUNS_DIR / spec.run_id / "error.txt").write_text(traceback.format_exc())
         return {
-            **_base_row(spec, get_task(spec.task).metadata),
+            **_base_row(spec, get_task(parse_task_spec(spec.task)[0]).metadata),
             "status": "error",
             "error_type": type(error).__name__,
             "message": str(error)[:500],
@@ -226,9 +294,11 @@ def run_matrix(
     *,
     retry_failed: bool = False,
     quiet: bool = False,
+    eval_steps: int = 0,
 ) -> list[dict[str, Any]]:
     """Run every run not already finished in ``out_dir``, storing each row as soon as it finishes.
 
+    ``eval_steps`` only adds validation points to the log history; it is not part of a run's identity.
     Returns the rows of the runs that failed in this invocation.
     """
     out_dir = Path(out_dir)
@@ -248,7 +318,8 @@ def run_matrix(
     transformers.logging.disable_progress_bar()
     failed = []
     matrix_started = time.perf_counter()
-    for index, (spec, row) in enumerate(LocalExecutor().map(run_one_safely, todo, out_dir), start=1):
+    run = partial(run_one_safely, eval_steps=eval_steps)
+    for index, (spec, row) in enumerate(LocalExecutor().map(run, todo, out_dir), start=1):
         store.put(row)
         if row["status"] == "ok":
             main = row[f"test_{row['main_metric']}"]

@@ -18,13 +18,16 @@ class DiceLoss(Loss):
     This is the paper's self-adjusting DSC for one example, applied to the true class's probability (smooth is the
     paper's gamma). alpha = 0 gives the plain smoothed dice loss 1 - (2p + smooth) / (p + 1 + smooth), which is 0 at
     p = 1. For alpha > 0 the loss is smallest at p = 1 / (1 + alpha), not at p = 1: confident examples are pushed back,
-    as the paper intends (at p = 1 the loss is 1 / (1 + smooth)).
+    as the paper intends (at p = 1 the loss is 1 / (1 + smooth)). The defaults are those of the authors' code
+    (ShannonAI/dice_loss_for_NLP: alpha = 0, smooth = 1e-4). alpha = 1 puts the minimum at p = 0.5, a coin flip
+    between two classes: measured on the default matrix it trained rt_polarity to 46% accuracy and sms_spam to 0.48
+    macro-F1, below always-ham.
     Reference: Li et al., Dice Loss for Data-imbalanced NLP Tasks, ACL 2020.
     """
 
     problem_types = frozenset({CLASSIFICATION})
 
-    def __init__(self, *, alpha: float = 1.0, smooth: float = 1.0) -> None:
+    def __init__(self, *, alpha: float = 0.0, smooth: float = 1e-4) -> None:
         super().__init__()
         check_range("dice", "alpha", alpha, low=0.0)
         check_range("dice", "smooth", smooth, low=0.0, low_inclusive=False)

@@ -1,8 +1,16 @@
-"""Task base class: metadata plus a deterministic, cleaned, stratified train/validation/test split."""
+"""Task base class: metadata plus a deterministic, cleaned, stratified train/validation/test split.
+
+Also two generic bases: ``HubTask`` (a Hugging Face hub dataset at a pinned revision, or a local dataset directory)
+and ``FileTask`` (your own CSV or JSON Lines file).
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -32,6 +40,8 @@ class TaskMetadata:
     split_seed: int = 0
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
+    # For the noise_asym stressor: the class each label is flipped to, in label_names order (default: the next class).
+    noise_targets: tuple[str, ...] = ()
 
     @property
     def num_labels(self) -> int:
@@ -56,6 +66,8 @@ class Task:
 
     name: ClassVar[str]
     metadata: ClassVar[TaskMetadata]
+    in_default_matrix: ClassVar[bool] = False  # run by `lossbench run` / `make bench` when --tasks is not given
+    requires_network: ClassVar[bool] = False  # True: loading may need the Hugging Face hub (see HubTask)
 
     def read(self) -> pd.DataFrame:
         """The raw examples: one column per text field and the label column (class name or float target)."""
@@ -112,6 +124,21 @@ class Task:
         bins = max(1, min(10, len(frame) // 20))
         return pd.Series(pd.qcut(labels.astype(float), q=bins, labels=False, duplicates="drop"), index=frame.index)
 
+    def _rename_columns(
+        self, frame: pd.DataFrame, columns: Mapping[str, str], origin: str, *, need_label: bool = True
+    ) -> pd.DataFrame:
+        """Rename source columns to the task's fields; a missing field raises, naming the columns there are."""
+        meta = self.metadata
+        frame = frame.rename(columns=dict(columns))
+        needed = (*meta.text_fields, meta.label_field) if need_label else meta.text_fields
+        missing = [field for field in needed if field not in frame]
+        if missing:
+            raise ValueError(
+                f"Task {self.name!r}: {origin} has no column {', '.join(map(repr, missing))} (columns: "
+                f"{', '.join(map(repr, frame.columns))}); map its columns with `columns = {{'its column': 'field'}}`"
+            )
+        return frame
+
     def _to_dataset(self, part: pd.DataFrame) -> datasets.Dataset:
         meta = self.metadata
         features = {field: datasets.Value("string") for field in meta.text_fields}
@@ -123,3 +150,162 @@ class Task:
             features["label"] = datasets.Value("float32")
             data["label"] = part[meta.label_field].astype(np.float32).tolist()
         return datasets.Dataset.from_dict(data, features=datasets.Features(features))
+
+
+# --- Hugging Face hub datasets ----------------------------------------------------------------------------------------
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+class DatasetUnavailableError(ConnectionError):
+    """A hub task's dataset can be neither downloaded nor read from the local Hugging Face cache."""
+
+
+def hub_unavailable_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why datasets cannot download from the hub now (offline mode, or no answer within ``timeout``), else None.
+
+    ``datasets`` reads its offline flag (HF_HUB_OFFLINE, or HF_DATASETS_OFFLINE) once, at import. Without it, a hub that
+    cannot be reached costs about a minute of retries inside ``load_dataset``; one HEAD request finds out in seconds.
+    Its answer is remembered for the process, so that a sweep over many runs pays for it once.
+    """
+    if datasets.config.HF_HUB_OFFLINE:
+        return "offline mode is on (HF_HUB_OFFLINE=1)"
+    return _probe_hub(datasets.config.HF_ENDPOINT, timeout)
+
+
+@functools.cache
+def _probe_hub(endpoint: str, timeout: float) -> str | None:
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # the hub answered, if with an error status: load_dataset will report it
+    except OSError as error:  # URLError (DNS, refused, no route) and timeouts
+        return f"the hub at {endpoint} is not reachable ({getattr(error, 'reason', error)})"
+    return None
+
+
+class HubTask(Task):
+    """A task read from a Hugging Face hub dataset at a pinned revision, or from a local dataset directory.
+
+    A subclass declares ``dataset`` (a hub id such as ``"nyu-mll/glue"``, or a local directory that
+    ``datasets.load_dataset`` reads: CSV, JSON Lines or parquet files named after their splits), ``config``,
+    ``revision`` (the commit its task version was measured on), ``splits`` (default: all) and ``columns`` (dataset
+    column -> text field or label field, for the columns whose names differ). ``read()`` concatenates the splits, and
+    the base class cleans and re-splits them 70/15/15 like every task. Integer class labels index ``label_names`` (a
+    ``ClassLabel`` must have the same names); class labels of -1 are unlabelled rows and are dropped, and a split
+    without any label (GLUE's hidden test labels, or no label column) is left out.
+
+    The first load downloads the dataset into the Hugging Face cache; offline, or when the hub cannot be reached,
+    a dataset that is not there fails at once with ``DatasetUnavailableError`` saying how to fetch it.
+    """
+
+    requires_network = True
+    dataset: ClassVar[str]
+    config: ClassVar[str | None] = None
+    revision: ClassVar[str | None]
+    splits: ClassVar[tuple[str, ...] | None] = None
+    columns: ClassVar[Mapping[str, str]] = {}
+
+    def read(self) -> pd.DataFrame:
+        meta = self.metadata
+        loaded = self.load_source()
+        parts = []
+        for split in self.splits or list(loaded):
+            if split not in loaded:
+                raise ValueError(f"Task {self.name!r}: {self.dataset!r} has no split {split!r}; it has {list(loaded)}")
+            self._check_label_names(loaded[split].features)
+            origin = f"split {split!r} of {self.dataset!r}"
+            part = self._rename_columns(loaded[split].to_pandas(), self.columns, origin, need_label=False)
+            if meta.label_field not in part:
+                continue
+            labels = part[meta.label_field]
+            labelled = labels.notna() & (labels != -1)
+            if not labelled.any():
+                continue  # a test split whose labels are hidden
+            parts.append(part[labelled] if meta.problem_type == "classification" else part)
+        if not parts:
+            raise ValueError(f"Task {self.name!r}: no labelled split in {self.dataset!r} (splits: {list(loaded)})")
+        frame = pd.concat(parts, ignore_index=True)
+        if meta.problem_type == "classification" and pd.api.types.is_integer_dtype(frame[meta.label_field]):
+            unknown = set(frame[meta.label_field]) - set(range(meta.num_labels))
+            if unknown:
+                raise ValueError(f"Task {self.name!r}: class indices {sorted(unknown)} not in 0..{meta.num_labels - 1}")
+            frame[meta.label_field] = [meta.label_names[i] for i in frame[meta.label_field]]
+        return frame
+
+    def load_source(self) -> datasets.DatasetDict:
+        """The dataset as ``load_dataset`` returns it (all splits), from a local directory, the cache or the hub."""
+        offline = datasets.config.HF_HUB_OFFLINE
+        if not offline and not Path(self.dataset).is_dir():
+            reason = hub_unavailable_reason()
+            if reason:  # fail now, not after load_dataset's minute of retries
+                raise self._unavailable(reason)
+        try:
+            return datasets.load_dataset(self.dataset, self.config, revision=self.revision)
+        except ConnectionError as error:  # offline (OfflineModeIsEnabled is one) and not in the cache
+            reason = "it is not in the Hugging Face cache while offline mode is on (HF_HUB_OFFLINE=1)"
+            raise self._unavailable(reason if offline else str(error)) from error
+
+    def _unavailable(self, reason: str) -> DatasetUnavailableError:
+        where = f"{self.dataset!r}" + (f" (config {self.config!r})" if self.config else "")
+        return DatasetUnavailableError(
+            f"Task {self.name!r} needs the Hugging Face dataset {where} at revision {self.revision}, and {reason}. "
+            "It needs network access once, or a copy in the local Hugging Face cache: run it once online, e.g. "
+            f'`HF_HUB_OFFLINE=0 make bench BENCH_ARGS="--tasks {self.name}"`; later runs read the cached copy '
+            "(with HF_HUB_OFFLINE=1 where the hub cannot be reached)."
+        )
+
+    def _check_label_names(self, features: datasets.Features) -> None:
+        meta = self.metadata
+        source_names = {field: column for column, field in self.columns.items()}
+        feature = features.get(source_names.get(meta.label_field, meta.label_field))
+        if meta.problem_type == "classification" and isinstance(feature, datasets.ClassLabel):
+            if feature.names != list(meta.label_names):
+                raise ValueError(
+                    f"Task {self.name!r}: {self.dataset!r} names its classes {feature.names}, the task's "
+                    f"label_names are {list(meta.label_names)}"
+                )
+
+
+# --- your own files ---------------------------------------------------------------------------------------------------
+
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
+class FileTask(Task):
+    """A task read from your own CSV or JSON Lines file: set ``path``, and ``columns`` if its names differ.
+
+    The format follows the suffix: ``.csv``, ``.tsv`` (tab-separated), ``.jsonl`` or ``.json`` (JSON Lines: one object
+    per line), each optionally compressed (``.gz``, ``.bz2``, ``.xz``, ``.zip``, ``.zst``). A relative ``path``
+    resolves against the current directory. ``columns`` maps file columns to the task's fields
+    (``{"review": "text", "stars": "label"}``). Class labels are read as text and must be among ``label_names``.
+    """
+
+    path: ClassVar[str | Path]
+    columns: ClassVar[Mapping[str, str]] = {}
+
+    def read(self) -> pd.DataFrame:
+        meta = self.metadata
+        path = Path(self.path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"Task {self.name!r}: data file {str(self.path)!r} not found ({path.absolute()})")
+        suffixes = [suffix.lower() for suffix in path.suffixes]
+        kind = suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in COMPRESSIONS else path.suffix.lower()
+        if kind in {".csv", ".tsv"}:
+            frame = pd.read_csv(path, sep="\t" if kind == ".tsv" else ",", dtype="string")
+        elif kind in {".jsonl", ".json"}:
+            try:
+                frame = pd.read_json(path, lines=True, dtype=False)
+            except ValueError as error:
+                raise ValueError(
+                    f"Task {self.name!r}: {path} is not JSON Lines (one object per line): {error}"
+                ) from None
+        else:
+            raise ValueError(f"Task {self.name!r}: {path} is not .csv, .tsv, .jsonl or .json (optionally compressed)")
+        frame = self._rename_columns(frame, self.columns, str(path))
+        labels = frame[meta.label_field]
+        if meta.problem_type == "classification":
+            frame[meta.label_field] = labels.astype("string").str.strip()
+        else:
+            frame[meta.label_field] = pd.to_numeric(labels)
+        return frame

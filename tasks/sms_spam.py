@@ -10,6 +10,7 @@ MAX_MESSAGE_CHARS = 1000
 
 @TASKS.register("sms_spam")
 class SmsSpamTask(Task):
+    in_default_matrix = True
     metadata = TaskMetadata(
         problem_type="classification",
         label_names=("ham", "spam"),

