@@ -182,3 +182,14 @@ def test_train_and_fewshot_replace_train_size():
     assert len(stressed("rt_polarity@train=300@noise=0.2", 0)[0]) == 300
     assert len(stressed("trec@fewshot=8", 0, train_size=100)[0]) == 8 * 6
     assert len(stressed("rt_polarity@noise=0.3", 0)[0]) == 450
+
+
+@pytest.mark.parametrize("spec", STRESSED)
+def test_stressed_training_split_stays_disjoint_from_evaluation(spec):
+    train, splits = stressed(spec, 0)
+    clean_train = {tuple(ids) for ids in splits["train"]["input_ids"]}
+    held_out = {tuple(ids) for name in ("validation", "test") for ids in splits[name]["input_ids"]}
+    stressed_ids = {tuple(ids) for ids in train["input_ids"]}
+    # Stressors only select and relabel training examples: they add no overlap with the held-out splits. (sms_spam
+    # has one text in train and test that differ only in case, identical for the uncased tokenizer.)
+    assert stressed_ids <= clean_train and stressed_ids & held_out <= clean_train & held_out
