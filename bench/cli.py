@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="run again the runs recorded with status=error")
     run.add_argument("--quiet", action="store_true", help="print only the summary")
 
-    report = commands.add_parser("report", help="rebuild DIR/REPORT.md from DIR/runs.csv")
+    report = commands.add_parser(
+        "report", help="rebuild DIR/REPORT.md, DIR/stats.csv and DIR/plots/ from DIR/runs.csv and DIR/runs/"
+    )
     report.add_argument("--out", default="results", help="results folder (default: results)")
     return parser
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 RUNS_FILE = "runs.csv"
+# Per-run files, written by the runner under DIR/runs/<run_id>/ and read by the report.
+RUNS_DIR = "runs"
+LOG_HISTORY_FILE = "log_history.json"  # the Trainer's log history: training loss (and validation metrics) by step
+PREDICTIONS_FILE = "test_predictions.npz"  # classification: the test split's ``logits`` (n, C) and ``labels`` (n,)
 # Columns first in the file, in this order; test metrics and anything else follow.
 LEADING_COLUMNS = (
     "run_id",
@@ -43,6 +50,28 @@ class ResultsStore:
         frame = pd.read_csv(self.path, dtype={"run_id": str, "loss_params": str})
         return _with_integer_columns(frame)
 
+    def run_dir(self, run_id: str) -> Path:
+        return self.out_dir / RUNS_DIR / str(run_id)
+
+    def log_history(self, run_id: str) -> list[dict] | None:
+        """A run's log history, or None when the run saved none (or it cannot be read)."""
+        try:
+            entries = json.loads((self.run_dir(run_id) / LOG_HISTORY_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return entries if isinstance(entries, list) else None
+
+    def test_predictions(self, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """A run's test ``(logits, labels)``, or None when the run saved none (or they cannot be read)."""
+        try:
+            with np.load(self.run_dir(run_id) / PREDICTIONS_FILE) as saved:
+                logits, labels = saved["logits"], saved["labels"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+        if logits.ndim != 2 or len(logits) != len(labels):
+            return None
+        return logits, labels
+
     def ids_with_status(self, *statuses: str) -> set[str]:
         frame = self.load()
         return set(frame.loc[frame["status"].isin(statuses), "run_id"])
@@ -70,6 +99,21 @@ class ResultsStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def learning_curve(entries: list[dict], main_metric: str) -> pd.DataFrame:
+    """Tidy (step, series, value) rows from a log history: ``series`` is ``train_loss`` for the training entries
+    (those with ``loss``) and ``eval_<main_metric>`` for the periodic validation entries."""
+    metric = f"eval_{main_metric}"
+    rows = []
+    for entry in entries:
+        if "step" not in entry:
+            continue
+        for key, series in (("loss", "train_loss"), (metric, metric)):
+            value = entry.get(key)
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                rows.append({"step": int(entry["step"]), "series": series, "value": float(value)})
+    return pd.DataFrame(rows, columns=["step", "series", "value"])
 
 
 def _with_integer_columns(frame: pd.DataFrame) -> pd.DataFrame:

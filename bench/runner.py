@@ -32,13 +32,10 @@ from bench.metrics import compute_metrics
 from bench.models import resolve_model
 from bench.plugins import get_loss, get_task, parse_loss_spec
 from bench.registry import LOSSES, TASKS
-from bench.results import ResultsStore
+from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUNS_DIR, ResultsStore
 from bench.stressors import VERSION as STRESSORS_VERSION
 from bench.stressors import check_applicable, parse_task_spec, stress_training_split, task_spec
 from bench.trainer import LossTrainer
-
-RUNS_DIR = "runs"
-PREDICTIONS_FILE = "test_predictions.npz"  # per run: the test split's logits and labels (reliability diagrams)
 
 
 def loss_spec_label(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
@@ -245,7 +242,7 @@ def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, A
 
     run_dir = out_dir / RUNS_DIR / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    (run_dir / LOG_HISTORY_FILE).write_text(json.dumps(trainer.state.log_history, indent=1))
     np.savez_compressed(
         run_dir / PREDICTIONS_FILE,
         logits=np.asarray(prediction.predictions, dtype=np.float32),

@@ -118,3 +118,20 @@ def check_range(
     if not (above and below):
         interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
         raise ValueError(f"Loss {loss!r}: {name}={value!r} is out of range; valid range is {interval}")
+
+
+def check_robust_weights(loss: str, alpha: float, beta: float, log_zero: float) -> None:
+    """Validate the weights of an active + passive (reverse cross-entropy) loss: alpha, beta >= 0, not both 0; A < 0."""
+    check_range(loss, "alpha", alpha, low=0.0)
+    check_range(loss, "beta", beta, low=0.0)
+    if alpha == 0 and beta == 0:
+        raise ValueError(f"Loss {loss!r}: alpha={alpha!r} and beta={beta!r} are both 0; at least one must be > 0")
+    check_range(loss, "log_zero", log_zero, low=float("-inf"), high=0.0, low_inclusive=False)
+
+
+def reverse_cross_entropy(log_p_y: Tensor, log_zero: float) -> Tensor:
+    """-sum_k p_k log q_k for the one-hot label q with log 0 clipped to A = log_zero, which is -A * (1 - p_y).
+
+    Computed as A * expm1(log p_y): expm1 keeps precision near p_y = 1.
+    """
+    return log_zero * torch.expm1(log_p_y)

@@ -1,9 +1,8 @@
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, Loss, check_robust_weights, reverse_cross_entropy, upcast
 
 
 @LOSSES.register("nce_rce")
@@ -26,11 +25,7 @@ class NceRceLoss(Loss):
 
     def __init__(self, *, alpha: float = 1.0, beta: float = 1.0, log_zero: float = -4.0) -> None:
         super().__init__()
-        check_range("nce_rce", "alpha", alpha, low=0.0)
-        check_range("nce_rce", "beta", beta, low=0.0)
-        if alpha == 0 and beta == 0:
-            raise ValueError(f"Loss 'nce_rce': alpha={alpha!r} and beta={beta!r} are both 0; at least one must be > 0")
-        check_range("nce_rce", "log_zero", log_zero, low=float("-inf"), high=0.0, low_inclusive=False)
+        check_robust_weights("nce_rce", alpha, beta, log_zero)
         self.alpha = alpha
         self.beta = beta
         self.log_zero = log_zero
@@ -39,6 +34,5 @@ class NceRceLoss(Loss):
         log_p = F.log_softmax(upcast(logits), dim=-1)
         log_p_y = log_p.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         normalized = log_p_y / log_p.sum(dim=-1)
-        # -A * (1 - p_y) = A * expm1(log p_y): expm1 keeps precision near p_y = 1.
-        reverse = self.log_zero * torch.expm1(log_p_y)
+        reverse = reverse_cross_entropy(log_p_y, self.log_zero)
         return self.alpha * normalized + self.beta * reverse

@@ -58,7 +58,9 @@ def _model(loss, problem_type: str) -> BertForSequenceClassification:
     return BertForSequenceClassification(tiny_bert_config(dropout=0.0, num_labels=num_labels)).double()
 
 
-def _one_sgd_step(loss_name: str, problem_type: str, batch_size: int, accumulation: int, tmp_path) -> dict:
+def _one_sgd_step(
+    loss_name: str, problem_type: str, batch_size: int, accumulation: int, tmp_path, trainer_class=LossTrainer
+) -> dict:
     """Parameter updates of one plain-SGD step with lr 1 (so the update equals minus the gradient), in float64."""
     loss = _loss(loss_name, problem_type)
     model = _model(loss, problem_type)
@@ -80,7 +82,7 @@ def _one_sgd_step(loss_name: str, problem_type: str, batch_size: int, accumulati
         seed=0,
     )
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
-    trainer = LossTrainer(
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=_dataset(problem_type),
@@ -181,40 +183,15 @@ def test_batch_dependent_loss_under_accumulation_is_the_size_weighted_mean_of_mi
 ):
     """What gradient accumulation means for a batch statistic: with micro-batches of 4 + 3, the update is the
     gradient of (4/7) L(micro-batch 1) + (3/7) L(micro-batch 2), each computed within its micro-batch."""
-    loss = _loss(loss_name, problem_type)
-    model = _model(loss, problem_type)
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        max_steps=1,
-        learning_rate=1.0,
-        optim="sgd",
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
-        max_grad_norm=0.0,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=0,
-    )
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
-    trainer = _RecordingTrainer(
-        model=model,
-        args=args,
-        train_dataset=_dataset(problem_type),
-        data_collator=DataCollatorWithPadding(tokenizer),
-        loss=loss,
-    )
-    trainer.micro_batches = []
-    trainer.train()
-    assert [len(batch["labels"]) for batch in trainer.micro_batches] == [4, 3]
+    _RecordingTrainer.micro_batches = []
+    update = _one_sgd_step(loss_name, problem_type, 4, 2, tmp_path, trainer_class=_RecordingTrainer)
+    micro_batches = _RecordingTrainer.micro_batches
+    assert [len(batch["labels"]) for batch in micro_batches] == [4, 3]
 
+    loss = _loss(loss_name, problem_type)
     reference = _model(loss, problem_type)
-    total = sum(len(batch["labels"]) for batch in trainer.micro_batches)
-    for batch in trainer.micro_batches:
+    total = sum(len(batch["labels"]) for batch in micro_batches)
+    for batch in micro_batches:
         batch = dict(batch)
         labels = batch.pop("labels")
         outputs = reference(**batch, output_hidden_states=loss.needs_embeddings)
@@ -223,5 +200,5 @@ def test_batch_dependent_loss_under_accumulation_is_the_size_weighted_mean_of_mi
         value = values.mean() if loss.per_example else values
         (value * len(labels) / total).backward()
     for name, parameter in reference.named_parameters():
-        expected = -(parameter.grad if parameter.grad is not None else torch.zeros_like(parameter))
-        torch.testing.assert_close(model.get_parameter(name) - before[name], expected, atol=1e-6, rtol=1e-6)
+        gradient = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        torch.testing.assert_close(update[name], gradient, atol=1e-6, rtol=1e-6, msg=f"parameter {name}")

@@ -1,0 +1,123 @@
+"""The numbers behind a report: per-task statistics of every loss against the baseline, and cross-task ranks.
+
+Reads the rows of ``runs.csv`` (one per run); ``bench.report`` turns the result into sentences, tables and figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.metrics import HIGHER_IS_BETTER
+
+METRICS_BY_PROBLEM_TYPE = {
+    "classification": ("accuracy", "f1_macro", "mcc", "recall_macro", "recall_rarest", "ece", "brier", "nll"),
+    "regression": ("pearson", "spearman", "r2", "mse", "mae", "mae_rare", "mae_common"),
+}
+FINISHED, SKIPPED = "ok", "skipped"
+
+
+@dataclass
+class TaskAnalysis:
+    """One task section's numbers: its finished runs, the losses in display order and the statistics."""
+
+    task: str
+    problem_type: str
+    main_metric: str
+    baseline: str
+    rows: pd.DataFrame  # every non-skipped row of the task
+    finished: pd.DataFrame  # status ok, metric columns numeric
+    metrics: list[str]  # main metric first, then the other metrics present
+    losses: list[str]  # best main-metric mean first; losses with no finished run last
+    table: pd.DataFrame  # stats.task_statistics: index (metric, loss)
+
+    @property
+    def main(self) -> pd.DataFrame:
+        return self.table.loc[self.main_metric]
+
+    @property
+    def max_n(self) -> int:
+        return int(self.main["n"].max()) if len(self.main) else 0
+
+
+@dataclass
+class CrossTask:
+    """Ranks of one problem type's losses over its tasks, and Friedman's test."""
+
+    problem_type: str
+    scores: pd.DataFrame  # tasks x losses: mean main metric
+    ranks: pd.DataFrame  # tasks x losses: 1 = best
+    friedman: stats.Friedman
+    shared_bases: list[str]  # task bases that appear in more than one task section
+
+
+def analyse_task(task: str, rows: pd.DataFrame) -> TaskAnalysis:
+    problem_type, main_metric = str(rows["problem_type"].iloc[0]), str(rows["main_metric"].iloc[0])
+    baseline = stats.BASELINE_LOSS.get(problem_type, "")
+    rows = rows[rows["status"] != SKIPPED]
+    finished = rows[rows["status"] == FINISHED].copy()
+    candidates = [main_metric, *(m for m in METRICS_BY_PROBLEM_TYPE.get(problem_type, ()) if m != main_metric)]
+    metrics = []
+    for metric in candidates:
+        column = f"test_{metric}"
+        finished[column] = pd.to_numeric(finished[column], errors="coerce") if column in finished else np.nan
+        if metric == main_metric or finished[column].notna().any():
+            metrics.append(metric)
+    losses = sorted(rows["loss_spec"].dropna().astype(str).unique())
+    table = stats.task_statistics(finished, metrics, baseline, losses)
+    main = table.loc[main_metric]
+    ascending = not HIGHER_IS_BETTER.get(main_metric, True)
+    order = main.assign(name=main.index).sort_values(["mean", "name"], ascending=[ascending, True], na_position="last")
+    return TaskAnalysis(task, problem_type, main_metric, baseline, rows, finished, metrics, list(order.index), table)
+
+
+def with_loss_spec(runs: pd.DataFrame) -> pd.DataFrame:
+    """``loss_spec`` is a row's loss identity; rows written before it existed use the loss name."""
+    runs = runs.copy()
+    loss = runs["loss"] if "loss" in runs.columns else pd.Series(np.nan, index=runs.index)
+    runs["loss_spec"] = runs["loss_spec"].fillna(loss) if "loss_spec" in runs.columns else loss
+    return runs
+
+
+def analyse_tasks(runs: pd.DataFrame) -> list[TaskAnalysis]:
+    analyses = []
+    for task in sorted(runs["task"].dropna().astype(str).unique()):
+        rows = runs[runs["task"].astype(str) == task]
+        if (rows["status"] != SKIPPED).any():
+            analyses.append(analyse_task(task, rows))
+    return analyses
+
+
+def cross_task(analyses: list[TaskAnalysis]) -> list[CrossTask]:
+    """Ranks per problem type over the tasks that have finished runs."""
+    result = []
+    for problem_type in sorted({a.problem_type for a in analyses}):
+        members = [a for a in analyses if a.problem_type == problem_type and a.max_n > 0]
+        if not members:
+            continue
+        scores = pd.DataFrame({a.task: a.main["mean"] for a in members}).T
+        scores = scores.dropna(axis=1, how="all")
+        directions = {a.task: HIGHER_IS_BETTER.get(a.main_metric, True) for a in members}
+        ranks = stats.ranks(scores, directions)
+        bases = pd.Series([_task_base(a) for a in members])
+        shared = sorted(bases[bases.duplicated()].unique())
+        result.append(CrossTask(problem_type, scores, ranks, stats.friedman(scores, directions), shared))
+    return result
+
+
+def _task_base(analysis: TaskAnalysis) -> str:
+    if "task_base" in analysis.rows.columns and analysis.rows["task_base"].notna().any():
+        return str(analysis.rows["task_base"].dropna().iloc[0])
+    return analysis.task.split("@")[0]
+
+
+def statistics_frame(analyses: list[TaskAnalysis]) -> pd.DataFrame:
+    """Every task's statistics in one tidy frame (``stats.csv``)."""
+    frames = [a.table.reset_index().assign(task=a.task) for a in analyses]
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["task", *[c for c in frame.columns if c != "task"]]]
