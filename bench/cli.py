@@ -87,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also score the validation split every N training steps, for learning curves (default 0: never)",
     )
     run.add_argument("--out", default="results", help="results folder (default: results)")
-    run.add_argument("--retry-failed", action="store_true", help="run again the runs recorded with status=error")
+    run.add_argument(
+        "--retry-failed", action="store_true", help="run again the runs recorded with status=error or diverged"
+    )
+    run.add_argument(
+        "--force", action="store_true", help="add runs to an --out folder whose finished runs used other settings"
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
 
     report = commands.add_parser(
@@ -143,7 +148,7 @@ def list_command(kind: str, as_json: bool) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from bench.report import write_report  # heavy imports only when running
-    from bench.runner import build_matrix, run_matrix
+    from bench.runner import build_matrix, run_matrix, settings_conflicts
 
     train = TrainConfig(
         model=args.model,
@@ -160,10 +165,24 @@ def run_command(args: argparse.Namespace) -> int:
     if not runs:
         reasons = "; ".join(row["message"] for row in skipped)
         raise ValueError(f"The matrix is empty: no loss in --losses supports any task in --tasks ({reasons}).")
+    conflicts = settings_conflicts(args.out, train)
+    if conflicts and not args.force:
+        raise ValueError(
+            f"{args.out} holds finished runs with other settings ({'; '.join(conflicts)}); one report would mix "
+            "them. Use another --out, or --force to add these runs anyway."
+        )
     started = time.perf_counter()
-    failed = run_matrix(
-        runs, skipped, args.out, retry_failed=args.retry_failed, quiet=args.quiet, eval_steps=args.eval_steps
-    )
+    try:
+        failed = run_matrix(
+            runs, skipped, args.out, retry_failed=args.retry_failed, quiet=args.quiet, eval_steps=args.eval_steps
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. Every run that finished is saved in {args.out}/runs.csv; the run in progress was not. "
+            "Run the same command again to resume: finished runs are skipped.",
+            file=sys.stderr,
+        )
+        return 130
     report = write_report(args.out)
     print(f"Wrote {report} ({len(runs)} runs) in {time.perf_counter() - started:.0f} s wall time.")
     if failed:

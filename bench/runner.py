@@ -35,7 +35,7 @@ from bench.registry import LOSSES, TASKS
 from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUNS_DIR, ResultsStore
 from bench.stressors import VERSION as STRESSORS_VERSION
 from bench.stressors import check_applicable, parse_task_spec, stress_training_split, task_spec
-from bench.trainer import LossTrainer
+from bench.trainer import DivergedError, LossTrainer
 
 
 def loss_spec_label(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
@@ -270,18 +270,49 @@ def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, A
 
 
 def run_one_safely(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, Any]:
-    """``run_one``, with any exception turned into a ``status=error`` row so the matrix goes on."""
+    """``run_one``, with any exception turned into a row so the matrix goes on: ``status=diverged`` (with the step)
+    when the training loss became NaN or infinite, ``status=error`` otherwise."""
     try:
         return run_one(spec, out_dir, eval_steps=eval_steps)
     except Exception as error:  # noqa: BLE001 - a failed run is a result, not a crash
         (out_dir / RUNS_DIR / spec.run_id).mkdir(parents=True, exist_ok=True)
         (out_dir / RUNS_DIR / spec.run_id / "error.txt").write_text(traceback.format_exc())
+        diverged = isinstance(error, DivergedError)
         return {
             **_base_row(spec, get_task(parse_task_spec(spec.task)[0]).metadata),
-            "status": "error",
+            "status": "diverged" if diverged else "error",
+            "diverged_step": error.step if diverged else None,
             "error_type": type(error).__name__,
             "message": str(error)[:500],
         }
+
+
+def settings_conflicts(out_dir: str | Path, train: TrainConfig) -> list[str]:
+    """Settings of the finished runs in ``out_dir`` that differ from ``train``: mixing them in one report would
+    compare losses trained differently (``--force`` allows it)."""
+    frame = ResultsStore(Path(out_dir)).load()
+    finished = frame[frame["status"] == "ok"] if "status" in frame.columns else frame.iloc[0:0]
+    if finished.empty:
+        return []
+    conflicts = []
+    for name, value in asdict(train).items():
+        if name not in finished.columns:
+            continue
+        column = finished[name]
+        found = {"None"} if column.isna().all() else {str(v) for v in column.dropna().unique()}
+        if found and not all(_same_setting(text, value) for text in found):
+            conflicts.append(f"{name}={', '.join(sorted(found))} there, {value} now")
+    return conflicts
+
+
+def _same_setting(text: str, value: Any) -> bool:
+    """A setting read back from the CSV against the config's value: '450' is 450, '0.0002' is 2e-4."""
+    if text == str(value):
+        return True
+    try:
+        return float(text) == float(value)
+    except (TypeError, ValueError):
+        return False
 
 
 def run_matrix(
@@ -300,7 +331,8 @@ def run_matrix(
     """
     out_dir = Path(out_dir)
     store = ResultsStore(out_dir)
-    done = store.ids_with_status("ok", "skipped") | (set() if retry_failed else store.ids_with_status("error"))
+    failed_before = set() if retry_failed else store.ids_with_status("error", "diverged")
+    done = store.ids_with_status("ok", "skipped") | failed_before
     for row in skipped:
         if row["run_id"] not in done:
             store.put(row)
@@ -323,7 +355,9 @@ def run_matrix(
             outcome = f"{row['main_metric']}={main:.4f}  train {row['train_seconds']:.1f}s"
         else:
             failed.append(row)
-            outcome = f"ERROR {row['error_type']}: {row['message'][:120]}"
+            outcome = f"{row['status'].upper()} {row['error_type']}: {row['message'][:120]}"
         elapsed = time.perf_counter() - matrix_started
-        say(f"[{index}/{len(todo)} {elapsed:.0f}s] {spec.task} {row['loss_spec']} seed={spec.seed}: {outcome}")
+        eta = elapsed / index * (len(todo) - index)
+        progress = f"[{index}/{len(todo)} {elapsed:.0f}s, ETA {eta // 60:.0f}m{eta % 60:02.0f}s]"
+        say(f"{progress} {spec.task} {row['loss_spec']} seed={spec.seed}: {outcome}")
     return failed

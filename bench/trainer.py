@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 from transformers import Trainer
 
@@ -32,6 +33,14 @@ def weight_batch_loss(batch_value: Tensor, batch_size: int, num_items_in_batch: 
     if num_items_in_batch is None:
         return batch_value
     return batch_value * batch_size / num_items_in_batch
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite: the run stops at once and is recorded as ``status=diverged``."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"training loss is {value} at step {step}")
+        self.step = step
 
 
 class LossTrainer(Trainer):
@@ -64,5 +73,9 @@ class LossTrainer(Trainer):
         extra = {"embeddings": outputs.hidden_states[-1][:, 0]} if self.loss.needs_embeddings else {}
         values = self.loss(outputs.logits, labels, **extra)
         if self.loss.per_example:
-            return reduce_loss(values, num_items_in_batch)
-        return weight_batch_loss(values, labels.shape[0], num_items_in_batch)
+            loss = reduce_loss(values, num_items_in_batch)
+        else:
+            loss = weight_batch_loss(values, labels.shape[0], num_items_in_batch)
+        if self.model.training and not torch.isfinite(loss):
+            raise DivergedError(self.state.global_step + 1, loss.item())
+        return loss
