@@ -287,6 +287,17 @@ def run_one_safely(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict
         }
 
 
+def prepare_data(runs: Iterable[RunSpec]) -> None:
+    """Load and tokenize every task of the matrix before any training, so that a bad data file stops the matrix at
+    once with its message (and the work is cached for the runs). Hub tasks are left to their runs: offline they
+    become error rows while the rest of the matrix goes on."""
+    for base, model, max_length in sorted(
+        {(parse_task_spec(r.task)[0], r.train.model, r.train.max_length) for r in runs}
+    ):
+        if not get_task(base).requires_network:
+            _tokenized_splits(base, resolve_model(model), max_length)
+
+
 def settings_conflicts(out_dir: str | Path, train: TrainConfig) -> list[str]:
     """Settings of the finished runs in ``out_dir`` that differ from ``train``: mixing them in one report would
     compare losses trained differently (``--force`` allows it)."""
@@ -345,6 +356,7 @@ def run_matrix(
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+    prepare_data(todo)
     failed = []
     matrix_started = time.perf_counter()
     run = partial(run_one_safely, eval_steps=eval_steps)

@@ -303,9 +303,38 @@ class FileTask(Task):
         else:
             raise ValueError(f"Task {self.name!r}: {path} is not .csv, .tsv, .jsonl or .json (optionally compressed)")
         frame = self._rename_columns(frame, self.columns, str(path))
+        self._check_rows(frame, path, first_line=2 if kind in {".csv", ".tsv"} else 1)
         labels = frame[meta.label_field]
         if meta.problem_type == "classification":
             frame[meta.label_field] = labels.astype("string").str.strip()
         else:
             frame[meta.label_field] = pd.to_numeric(labels)
         return frame
+
+    def _check_rows(self, frame: pd.DataFrame, path: Path, *, first_line: int) -> None:
+        """Refuse a file with an empty text, a missing label, a class label not in ``label_names`` or a regression
+        label that is not a number, naming the task, the file's line and the value (a user's file is not cleaned
+        silently: such a row is a mistake to fix, not noise to drop)."""
+        meta = self.metadata
+        problems: list[tuple[pd.Series, str]] = []
+        for field in meta.text_fields:
+            text = frame[field].astype("string").str.strip()
+            problems.append((text.isna() | (text == ""), f"empty text in column {field!r}"))
+        raw = frame[meta.label_field]
+        labels = raw.astype("string").str.strip()
+        missing = labels.isna() | (labels == "")
+        problems.append((missing, "missing label"))
+        if meta.problem_type == "classification":
+            valid = ", ".join(map(repr, meta.label_names))
+            problems.append((~missing & ~labels.isin(meta.label_names), f"label {{value!r}} is not one of {valid}"))
+        else:
+            problems.append((~missing & pd.to_numeric(raw, errors="coerce").isna(), "label {value!r} is not a number"))
+        bad = pd.concat([mask for mask, _ in problems], axis=1).any(axis=1)
+        if not bad.any():
+            return
+        first = bad.idxmax()
+        message = next(text for mask, text in problems if mask.loc[first])
+        more = f" ({int(bad.sum())} rows have problems; the first is shown)" if bad.sum() > 1 else ""
+        raise ValueError(
+            f"Task {self.name!r}: {path} line {first + first_line}: {message.format(value=labels.loc[first])}{more}"
+        )

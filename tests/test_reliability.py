@@ -94,3 +94,26 @@ def test_other_settings_in_the_output_folder_need_force(tiny_model_dir, tmp_path
     assert cli.main([*base, "--train-size", "16"]) == 0  # the same settings resume
     assert cli.main([*base, "--train-size", "24", "--force"]) == 0
     assert sorted(ResultsStore(tmp_path).load()["train_size"].tolist()) == [16, 24]
+
+
+def test_a_bad_data_file_stops_the_matrix_before_any_training(tiny_model_dir, tmp_path, monkeypatch):
+    from tasks.base import FileTask, TaskMetadata
+
+    pd.DataFrame({"text": ["fine", "odd"], "label": ["pos", "neutral"]}).to_csv(tmp_path / "bad.csv", index=False)
+
+    class BadTask(FileTask):
+        name = "bad_reviews"
+        path = tmp_path / "bad.csv"
+        metadata = TaskMetadata(
+            problem_type="classification", label_names=("neg", "pos"), main_metric="accuracy",
+            higher_is_better=True, source="bad.csv", version="1.0", description="bad rows",
+        )  # fmt: skip
+
+    real_get_task = runner.get_task
+    monkeypatch.setattr(runner, "get_task", lambda name: BadTask() if name == "bad_reviews" else real_get_task(name))
+    train = runner.TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32)
+    runs, _ = runner.build_matrix(["trec"], ["cross_entropy"], [0], train)
+    bad = runner.RunSpec("bad_reviews", "1.0", "cross_entropy", 0, train)
+    with pytest.raises(ValueError, match=r"Task 'bad_reviews': .*bad.csv line 3: label 'neutral' is not one of"):
+        runner.run_matrix([*runs, bad], [], tmp_path / "out", quiet=True)
+    assert not (tmp_path / "out" / "runs.csv").exists()  # nothing trained, nothing written

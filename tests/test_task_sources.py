@@ -238,7 +238,7 @@ def test_local_csv_pairs_through_hub_task(tmp_path: Path, datasets_cache: Path) 
 
 
 def test_file_task_csv_classification_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = [(f"review {i}", ("neg", "pos")[i % 2]) for i in range(40)] + [("review 0", "neg"), (" ", "pos")]
+    rows = [(f"review {i}", ("neg", "pos")[i % 2]) for i in range(40)] + [("review 0", "neg")]
     pd.DataFrame(rows, columns=["review", "sentiment"]).to_csv(tmp_path / "reviews.csv", index=False)
     monkeypatch.chdir(tmp_path)
 
@@ -249,7 +249,7 @@ def test_file_task_csv_classification_relative_path(tmp_path: Path, monkeypatch:
         metadata = BINARY
 
     dataset = ReviewsTask().load()
-    assert total_rows(dataset) == 40  # the duplicate and the empty text are cleaned away
+    assert total_rows(dataset) == 40  # the duplicate is cleaned away
     assert dataset["train"].features["label"].names == ["neg", "pos"]
     assert {name: len(dataset[name]) for name in SPLITS} == {"train": 28, "validation": 6, "test": 6}
 
@@ -311,3 +311,39 @@ def test_file_task_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
     with pytest.raises(ValueError, match="'my_missing'.*no column 'text'.*'review'"):
         MissingColumn().load()
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [
+        ([("good", "pos"), (" ", "neg")], r"line 3: empty text in column 'text'"),
+        ([("good", "pos"), ("fine", None)], r"line 3: missing label"),
+        ([("good", "pos"), ("fine", "neg"), ("odd", "neutral")], r"line 4: label 'neutral' is not one of 'neg', 'pos'"),
+        ([("", "pos"), ("odd", "neutral")], r"line 2: empty text .*\(2 rows have problems; the first is shown\)"),
+    ],
+)
+def test_file_task_bad_rows_name_the_task_line_and_value(tmp_path: Path, rows, problem) -> None:
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "bad.csv", index=False)
+
+    class BadRowsTask(FileTask):
+        name = "my_reviews"
+        path = tmp_path / "bad.csv"
+        metadata = BINARY
+
+    with pytest.raises(ValueError, match=r"Task 'my_reviews': .*bad.csv " + problem):
+        BadRowsTask().load()
+
+
+def test_file_task_non_numeric_regression_label(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        '{"sentence1": "a", "sentence2": "b", "label": 0.5}\n{"sentence1": "c", "sentence2": "d", "label": "high"}\n'
+    )
+
+    class PairsTask(FileTask):
+        name = "pairs"
+        path = tmp_path / "pairs.jsonl"
+        metadata = PAIRS
+
+    with pytest.raises(ValueError, match=r"pairs.jsonl line 2: label 'high' is not a number"):
+        PairsTask().load()
