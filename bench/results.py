@@ -15,6 +15,7 @@ RUNS_FILE = "runs.csv"
 # Per-run files, written by the runner under DIR/runs/<run_id>/ and read by the report.
 RUNS_DIR = "runs"
 LOG_HISTORY_FILE = "log_history.json"  # the Trainer's log history: training loss (and validation metrics) by step
+RUN_LOG_FILE = "run.log"  # the run's identity, warnings, outcome (and traceback of a failure)
 PREDICTIONS_FILE = "test_predictions.npz"  # classification: the test split's ``logits`` (n, C) and ``labels`` (n,)
 # Columns first in the file, in this order; test metrics and anything else follow.
 LEADING_COLUMNS = (

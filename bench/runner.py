@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import cache, partial
@@ -32,7 +34,7 @@ from bench.metrics import compute_metrics
 from bench.models import resolve_model
 from bench.plugins import get_loss, get_task, parse_loss_spec
 from bench.registry import LOSSES, TASKS
-from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUNS_DIR, ResultsStore
+from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUN_LOG_FILE, RUNS_DIR, ResultsStore
 from bench.stressors import VERSION as STRESSORS_VERSION
 from bench.stressors import check_applicable, parse_task_spec, stress_training_split, task_spec
 from bench.trainer import DivergedError, LossTrainer
@@ -269,22 +271,51 @@ def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, A
     }
 
 
+@contextmanager
+def run_log(path: Path) -> Iterator[logging.Logger]:
+    """A log file for one run: the run's own lines, plus the warnings and log records of transformers, datasets and
+    Python's ``warnings`` while it runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log = logging.getLogger("bench.run")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    watched = [log, *(logging.getLogger(name) for name in ("transformers", "datasets", "py.warnings"))]
+    logging.captureWarnings(True)
+    for logger in watched:
+        logger.addHandler(handler)
+    try:
+        yield log
+    finally:
+        for logger in watched:
+            logger.removeHandler(handler)
+        logging.captureWarnings(False)
+        handler.close()
+
+
 def run_one_safely(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, Any]:
     """``run_one``, with any exception turned into a row so the matrix goes on: ``status=diverged`` (with the step)
-    when the training loss became NaN or infinite, ``status=error`` otherwise."""
-    try:
-        return run_one(spec, out_dir, eval_steps=eval_steps)
-    except Exception as error:  # noqa: BLE001 - a failed run is a result, not a crash
-        (out_dir / RUNS_DIR / spec.run_id).mkdir(parents=True, exist_ok=True)
-        (out_dir / RUNS_DIR / spec.run_id / "error.txt").write_text(traceback.format_exc())
-        diverged = isinstance(error, DivergedError)
-        return {
-            **_base_row(spec, get_task(parse_task_spec(spec.task)[0]).metadata),
-            "status": "diverged" if diverged else "error",
-            "diverged_step": error.step if diverged else None,
-            "error_type": type(error).__name__,
-            "message": str(error)[:500],
-        }
+    when the training loss became NaN or infinite, ``status=error`` otherwise. Logs to ``runs/<run_id>/run.log``."""
+    run_dir = out_dir / RUNS_DIR / spec.run_id
+    with run_log(run_dir / RUN_LOG_FILE) as log:
+        log.info("run %s: %s", spec.run_id, json.dumps(spec.identity(), default=str))
+        try:
+            row = run_one(spec, out_dir, eval_steps=eval_steps)
+        except Exception as error:  # noqa: BLE001 - a failed run is a result, not a crash
+            log.error("failed:\n%s", traceback.format_exc())
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+            diverged = isinstance(error, DivergedError)
+            row = {
+                **_base_row(spec, get_task(parse_task_spec(spec.task)[0]).metadata),
+                "status": "diverged" if diverged else "error",
+                "diverged_step": error.step if diverged else None,
+                "error_type": type(error).__name__,
+                "message": str(error)[:500],
+            }
+        metrics = {key: value for key, value in row.items() if key.startswith("test_") or key.endswith("_seconds")}
+        log.info("status=%s %s", row["status"], json.dumps(metrics, default=str))
+    return row
 
 
 def prepare_data(runs: Iterable[RunSpec]) -> None:

@@ -68,6 +68,8 @@ def test_diverging_run_is_recorded_with_its_step(tiny_model_dir, tmp_path, monke
     row = runner.run_one_safely(runs[0], tmp_path)
     assert row["status"] == "diverged" and row["diverged_step"] == 1
     assert "nan at step 1" in row["message"]
+    log = (tmp_path / "runs" / runs[0].run_id / "run.log").read_text()
+    assert runs[0].run_id in log and "DivergedError" in log and "status=diverged" in log
     failed = runner.run_matrix(runs, [], tmp_path, quiet=True)
     assert [r["status"] for r in failed] == ["diverged"]
     assert runner.run_matrix(runs, [], tmp_path, quiet=True) == []  # kept, not retried, unless --retry-failed
@@ -94,6 +96,8 @@ def test_other_settings_in_the_output_folder_need_force(tiny_model_dir, tmp_path
     assert cli.main([*base, "--train-size", "16"]) == 0  # the same settings resume
     assert cli.main([*base, "--train-size", "24", "--force"]) == 0
     assert sorted(ResultsStore(tmp_path).load()["train_size"].tolist()) == [16, 24]
+    logs = sorted((tmp_path / "runs").glob("*/run.log"))
+    assert len(logs) == 2 and all("status=ok" in log.read_text() for log in logs)
 
 
 def test_a_bad_data_file_stops_the_matrix_before_any_training(tiny_model_dir, tmp_path, monkeypatch):
