@@ -39,6 +39,8 @@ from bench.stressors import VERSION as STRESSORS_VERSION
 from bench.stressors import check_applicable, parse_task_spec, stress_training_split, task_spec
 from bench.trainer import DivergedError, LossTrainer
 
+PROGRESS_WIDTH = 20  # characters of the matrix's progress bar
+
 
 def loss_spec_label(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
     """Canonical spec: the name, plus the parameters that differ from their defaults (``focal:gamma=1.0``)."""
@@ -401,6 +403,8 @@ def run_matrix(
             outcome = f"{row['status'].upper()} {row['error_type']}: {row['message'][:120]}"
         elapsed = time.perf_counter() - matrix_started
         eta = elapsed / index * (len(todo) - index)
-        progress = f"[{index}/{len(todo)} {elapsed:.0f}s, ETA {eta // 60:.0f}m{eta % 60:02.0f}s]"
+        filled = round(PROGRESS_WIDTH * index / len(todo))
+        bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
+        progress = f"[{bar}] {index}/{len(todo)} {elapsed:.0f}s, ETA {eta // 60:.0f}m{eta % 60:02.0f}s"
         say(f"{progress} {spec.task} {row['loss_spec']} seed={spec.seed}: {outcome}")
     return failed
