@@ -48,7 +48,7 @@ docs: $(STAMP) ## regenerate README's loss table from the registry
 bench: $(STAMP) ## run the default matrix (or BENCH_ARGS="...") into results/ (OUT=dir to change)
 	$(BIN)/lossbench run --out $(OUT) $(BENCH_ARGS)
 
-report: $(STAMP) ## rebuild results/REPORT.md from results/runs.csv
+report: $(STAMP) ## rebuild results/REPORT.md, stats.csv and plots/ from runs.csv and runs/
 	$(BIN)/lossbench report --out $(OUT)
 
 clean: ## remove the virtual environment and caches (keeps results/)
