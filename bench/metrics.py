@@ -71,15 +71,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def confidence_bins(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per example: its equal-width bin of top-label confidence, the confidence, and whether the top label is right.
+
+    Bin b holds confidences in (b / bins, (b + 1) / bins]; confidence is >= 1 / K > 0.
+    """
+    confidence = probabilities.max(axis=-1)
+    correct = probabilities.argmax(axis=-1) == labels
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    return which, confidence, correct
+
+
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     r"""Top-label ECE: sum_b |B_b| / n * |accuracy(B_b) - confidence(B_b)| over equal-width confidence bins.
 
     Reference: Guo et al., On Calibration of Modern Neural Networks, ICML 2017 (15 bins there too).
     """
-    confidence = probabilities.max(axis=-1)
-    correct = probabilities.argmax(axis=-1) == labels
-    # Bin b holds confidences in (b / bins, (b + 1) / bins]; confidence is >= 1 / K > 0.
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    which, confidence, correct = confidence_bins(probabilities, labels, bins)
     total = 0.0
     for b in range(bins):
         members = which == b

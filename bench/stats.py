@@ -25,7 +25,7 @@ import pandas as pd
 import scikit_posthocs
 from scipy import stats as scipy_stats
 
-from bench.metrics import ECE_BINS, HIGHER_IS_BETTER, softmax
+from bench.metrics import ECE_BINS, HIGHER_IS_BETTER, confidence_bins, softmax
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -234,10 +234,7 @@ def reliability_bins(logits: np.ndarray, labels: np.ndarray, bins: int = ECE_BIN
     """Top-label reliability: per equal-width confidence bin (b/bins, (b+1)/bins], the number of examples, their
     mean confidence and their accuracy; the same bins as ``bench.metrics.expected_calibration_error``."""
     probabilities = softmax(np.asarray(logits, dtype=np.float64))
-    labels = np.asarray(labels)
-    confidence = probabilities.max(axis=-1)
-    correct = probabilities.argmax(axis=-1) == labels
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    which, confidence, correct = confidence_bins(probabilities, np.asarray(labels), bins)
     rows = []
     for b in range(bins):
         members = which == b
