@@ -14,6 +14,6 @@ class AgNewsTask(HubTask):
         main_metric="accuracy",
         higher_is_better=True,
         source="hf:fancyzhx/ag_news@eb185aade064a813bc0b7f42de02595523103ca4 (train+test)",
-        version="1.0",
+        version="1.1",
         description="AG News articles in 4 balanced topics (127.6k before cleaning; needs the hub once).",
     )

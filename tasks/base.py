@@ -79,9 +79,10 @@ class Task:
         return self.split(frame)
 
     def clean(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Strip texts, drop empty ones and missing labels, and deduplicate on the texts.
+        """Strip texts, drop empty ones and missing labels, and deduplicate on the texts, ignoring letter case.
 
-        A text that appears with two different class labels is dropped entirely; for regression the first copy is kept.
+        Case variants are one input to an uncased tokenizer, so one in train and one in test would leak. A text that
+        appears with two different class labels is dropped entirely; for regression the first copy is kept.
         """
         meta = self.metadata
         columns = [*meta.text_fields, meta.label_field]
@@ -89,7 +90,7 @@ class Task:
         for field in meta.text_fields:
             frame[field] = frame[field].astype("string").str.strip()
         frame = frame.dropna().loc[lambda f: (f[list(meta.text_fields)] != "").all(axis=1)]
-        text_key = frame[list(meta.text_fields)].agg("\x1f".join, axis=1)
+        text_key = frame[list(meta.text_fields)].agg("\x1f".join, axis=1).str.casefold()
         if meta.problem_type == "classification":
             unknown = set(frame[meta.label_field]) - set(meta.label_names)
             if unknown:

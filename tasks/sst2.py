@@ -17,6 +17,6 @@ class Sst2Task(HubTask):
         main_metric="accuracy",
         higher_is_better=True,
         source="hf:nyu-mll/glue@bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c:sst2 (train+validation)",
-        version="1.0",
+        version="1.1",
         description="GLUE SST-2 movie-review phrases, positive vs negative (~68k, 56% positive; needs the hub once).",
     )

@@ -16,6 +16,6 @@ class StsbTask(HubTask):
         main_metric="spearman",
         higher_is_better=True,
         source="hf:nyu-mll/glue@bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c:stsb (train+validation)",
-        version="1.0",
+        version="1.1",
         description="GLUE STS-B sentence pairs scored for similarity, 0..5 (~7.2k pairs; needs the hub once).",
     )

