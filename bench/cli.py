@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from types import SimpleNamespace
 
-from bench.config import PRECISIONS, TrainConfig
+from bench.config import PRECISIONS, PROBE_DEFAULTS, TrainConfig
+from bench.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor, import_ray
 from bench.models import DEFAULT_MODEL, check_model
 from bench.plugins import default_task_names, loss_defaults
 from bench.registry import LOSSES, TASKS, UnknownNameError
@@ -34,6 +35,30 @@ def _train_size(text: str) -> int | None:
     if text.lower() in {"all", "full", "none"}:
         return None
     return int(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"workers must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _cpus_per_run(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"cpus-per-run must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _gpus_per_run(text: str) -> float:
+    try:
+        gpus = float(text)
+    except ValueError:
+        gpus = -1.0
+    if not gpus >= 0 or (gpus > 1 and not gpus.is_integer()):
+        raise argparse.ArgumentTypeError(
+            f"gpus-per-run must be 0, a fraction of one GPU (e.g. 0.5) or a whole number, got {text!r}"
+        )
+    return int(gpus) if gpus.is_integer() else gpus
 
 
 def _loss_specs(text: str) -> list[str]:
@@ -67,8 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated integer seeds (default: 0,1,2)")
     run.add_argument("--train-size", type=_train_size, default=DEFAULTS.train_size, help="training examples or 'all'")
-    run.add_argument("--epochs", type=float, default=DEFAULTS.epochs)
-    run.add_argument("--lr", type=float, default=DEFAULTS.learning_rate, help="peak learning rate")
+    run.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help=f"training epochs (default {DEFAULTS.epochs:g}; {PROBE_DEFAULTS['epochs']:g} with --freeze-encoder)",
+    )
+    run.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"peak learning rate (default {DEFAULTS.learning_rate:g}; "
+        f"{PROBE_DEFAULTS['learning_rate']:g} with --freeze-encoder)",
+    )
     run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     run.add_argument("--max-length", type=int, default=DEFAULTS.max_length, help="truncate inputs to this many tokens")
     run.add_argument(
@@ -81,10 +117,55 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default=DEFAULT_MODEL, help=f"embedded {DEFAULT_MODEL!r}, a local checkpoint directory or a hub id"
     )
     run.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="a linear probe instead of fine-tuning: embed each task once with the frozen encoder (cached under "
+        "$LOSSBENCH_CACHE, default ~/.cache/lossbench) and train only a linear head under every loss; a different "
+        f"protocol, labelled so in the report (defaults --epochs {PROBE_DEFAULTS['epochs']:g} "
+        f"--lr {PROBE_DEFAULTS['learning_rate']:g})",
+    )
+    run.add_argument(
         "--eval-steps",
         type=int,
         default=0,
         help="also score the validation split every N training steps, for learning curves (default 0: never)",
+    )
+    run.add_argument(
+        "--no-length-grouping",
+        dest="length_grouped",
+        action="store_false",
+        help="shuffle batches without grouping similar lengths (slower: more padding)",
+    )
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="local worker processes, each with cores/N torch threads (default 1: this process, all threads)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this machine (--workers); ray: each run a Ray task on a Ray cluster, or on a private Ray "
+        "instance on this machine when neither --address nor RAY_ADDRESS is given (needs pip install -e '.[ray]')",
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: the cluster, 'auto' (the one started with 'ray start' on this machine), "
+        "HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS, else a private instance on this machine)",
+    )
+    run.add_argument(
+        "--cpus-per-run",
+        type=_cpus_per_run,
+        default=None,
+        help="with --executor ray: CPUs each run reserves, and its torch threads (default 1)",
+    )
+    run.add_argument(
+        "--gpus-per-run",
+        type=_gpus_per_run,
+        default=None,
+        help="with --executor ray: GPUs each run reserves; 0.5 puts two runs on one GPU (default 0: CPU only)",
     )
     run.add_argument("--out", default="results", help="results folder (default: results)")
     run.add_argument(
@@ -146,25 +227,56 @@ def list_command(kind: str, as_json: bool) -> None:
             )
 
 
+def make_executor(args: argparse.Namespace) -> Executor:
+    """The executor that ``--executor``, ``--workers`` and the Ray options ask for; a combination that does not
+    apply is refused, naming the options."""
+    ray_options = {"--address": args.address, "--cpus-per-run": args.cpus_per_run, "--gpus-per-run": args.gpus_per_run}
+    if args.executor == "local":
+        given = [name for name, value in ray_options.items() if value is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{', '.join(given)} {verb} to --executor ray only; this command uses --executor local.")
+        return ProcessExecutor(args.workers) if args.workers > 1 else LocalExecutor()
+    if args.workers > 1:
+        raise ValueError(
+            f"--workers {args.workers} applies to --executor local only; with --executor ray the cluster's CPUs and "
+            "--cpus-per-run decide how many runs go at once."
+        )
+    try:
+        import_ray()
+    except ImportError as error:
+        raise ValueError(f"--executor ray: {error}") from None
+    return RayExecutor(args.address, cpus_per_run=args.cpus_per_run or 1, gpus_per_run=args.gpus_per_run or 0)
+
+
 def run_command(args: argparse.Namespace) -> int:
     from bench.report import write_report  # heavy imports only when running
-    from bench.runner import build_matrix, run_matrix, settings_conflicts
+    from bench.runner import build_matrix, protocol_conflict, run_matrix, settings_conflicts
 
+    defaults = (
+        PROBE_DEFAULTS if args.freeze_encoder else {"epochs": DEFAULTS.epochs, "learning_rate": DEFAULTS.learning_rate}
+    )
     train = TrainConfig(
         model=args.model,
         train_size=args.train_size,
-        epochs=args.epochs,
-        learning_rate=args.lr,
+        epochs=args.epochs if args.epochs is not None else defaults["epochs"],
+        learning_rate=args.lr if args.lr is not None else defaults["learning_rate"],
         batch_size=args.batch_size,
         max_length=args.max_length,
         precision=args.precision,
+        length_grouped=args.length_grouped,
+        freeze_encoder=args.freeze_encoder,
     )
+    executor = make_executor(args)
     check_model(args.model)
     tasks = _csv(args.tasks) if args.tasks is not None else default_task_names()
     runs, skipped = build_matrix(tasks, _loss_specs(args.losses), args.seeds, train)
     if not runs:
         reasons = "; ".join(row["message"] for row in skipped)
         raise ValueError(f"The matrix is empty: no loss in --losses supports any task in --tasks ({reasons}).")
+    mixed = protocol_conflict(args.out, train)
+    if mixed:  # not even with --force: the report cannot pool two protocols
+        raise ValueError(f"{mixed} Use another --out for these runs.")
     conflicts = settings_conflicts(args.out, train)
     if conflicts and not args.force:
         raise ValueError(
@@ -174,7 +286,13 @@ def run_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         failed = run_matrix(
-            runs, skipped, args.out, retry_failed=args.retry_failed, quiet=args.quiet, eval_steps=args.eval_steps
+            runs,
+            skipped,
+            args.out,
+            retry_failed=args.retry_failed,
+            quiet=args.quiet,
+            eval_steps=args.eval_steps,
+            executor=executor,
         )
     except KeyboardInterrupt:
         print(

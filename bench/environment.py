@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import threading
@@ -14,6 +15,8 @@ import torch
 
 LIBRARIES = ("torch", "transformers", "datasets", "evaluate", "accelerate", "scikit-learn")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Set by the Ray executor on its workers, which run the driver's code without the driver's git folder.
+GIT_COMMIT_ENV = "LOSSBENCH_GIT_COMMIT"
 
 
 @cache
@@ -31,8 +34,10 @@ def library_versions() -> dict[str, str]:
 def git_commit() -> str:
     """HEAD of the lossbench checkout, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git.
 
-    Read once per process, when the first run starts.
+    Read once per process, when the first run starts; ``LOSSBENCH_GIT_COMMIT``, when set, is the answer.
     """
+    if os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True

@@ -23,8 +23,9 @@ from bench.analysis import (
     statistics_frame,
     with_loss_spec,
 )
+from bench.config import FINE_TUNE, LINEAR_PROBE
 from bench.metrics import ECE_BINS, HIGHER_IS_BETTER
-from bench.results import ResultsStore, learning_curve
+from bench.results import ResultsStore, learning_curve, run_protocols
 
 REPORT_FILE = "REPORT.md"
 STATS_FILE = "stats.csv"
@@ -50,6 +51,17 @@ COST_COLUMNS = (
     ("train_samples_per_second", "samples/s", "{:.1f}"),
     ("peak_rss_mb", "peak MB", "{:.0f}"),
     ("peak_gpu_mb", "peak GPU MB", "{:.0f}"),
+)
+PROTOCOL_TEXT = {
+    FINE_TUNE: "every weight of the pretrained model is trained under each loss",
+    LINEAR_PROBE: "the pretrained encoder is frozen: it embedded each task once (mean pooling over tokens) and only a "
+    "linear head on those embeddings is trained under each loss",
+}
+PROBE_NOTE = (
+    "**These are linear-probe results on a frozen encoder, not fine-tuning results.** The pretrained encoder embedded "
+    "each task once (mean pooling over tokens) and only a linear head on those embeddings was trained under each "
+    "loss. This is a different protocol: do not compare these numbers with fine-tuned ones. A loss term on the "
+    "sentence embeddings (a contrastive one) cannot move them here, so only the loss's term on the logits trains."
 )
 FEW_TASKS = 10  # below this many tasks, Friedman's chi-squared approximation is rough (scipy's note; Demšar 2006)
 DASH = "–"
@@ -166,6 +178,17 @@ def _distinct(frame: pd.DataFrame, column: str) -> str:
 
 def _failed(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[~runs["status"].isin([FINISHED, SKIPPED])]
+
+
+def report_protocol(runs: pd.DataFrame) -> str:
+    """The one protocol of the runs. Fine-tuned and linear-probe results are never pooled into one report."""
+    found = sorted(set(run_protocols(runs)))
+    if len(found) > 1:
+        raise ValueError(
+            f"The results mix protocols ({' and '.join(found)}), which are not comparable: put each protocol's runs "
+            "in its own results folder and report them separately."
+        )
+    return found[0] if found else FINE_TUNE
 
 
 # --- headline ---------------------------------------------------------------------------------------------------
@@ -298,6 +321,8 @@ def _header(runs: pd.DataFrame) -> list[str]:
     finished = runs[runs["status"] != SKIPPED]
     lines = ["## Environment and matrix", ""]
     rows = [[name, _distinct(finished, name)] for name in ("model", "hardware", "git_commit", *VERSIONS)]
+    protocol = report_protocol(runs)
+    rows.append(["protocol", f"**{protocol}**: {PROTOCOL_TEXT[protocol]}"])
     settings = ", ".join(f"{name}={_distinct(finished, name)}" for name in SETTINGS)
     rows.append(["settings", settings])
     rows.append(["tasks", _distinct(runs, "task")])
@@ -317,6 +342,9 @@ def _header(runs: pd.DataFrame) -> list[str]:
     if "train_seconds" in runs.columns:
         seconds = pd.to_numeric(runs["train_seconds"], errors="coerce").sum()
         rows.append(["total training time", f"{seconds / 60:.1f} min"])
+    if "feature_seconds" in runs.columns:
+        seconds = pd.to_numeric(runs["feature_seconds"], errors="coerce").sum()
+        rows.append(["encoding time", f"{seconds:.0f} s (the frozen encoder, once per task; 0 when cached)"])
     lines.append(tabulate(rows, headers=["", "value"], tablefmt="github", disable_numparse=True))
     return lines
 
@@ -422,11 +450,13 @@ def _plot_links(analysis: TaskAnalysis, plots: Mapping[tuple[str, str], str]) ->
 
 def _task_section(analysis: TaskAnalysis, plots: Mapping[tuple[str, str], str]) -> list[str]:
     rows = analysis.rows
+    probe = report_protocol(rows) == LINEAR_PROBE
     lines = [
         "",
         f"## {analysis.task}",
         "",
-        f"{analysis.problem_type}, task version {_distinct(rows, 'task_version')}, "
+        ("**Linear probe on a frozen encoder** (not comparable with fine-tuning): " if probe else "")
+        + f"{analysis.problem_type}, task version {_distinct(rows, 'task_version')}, "
         f"main metric **{analysis.main_metric} {_arrow(analysis.main_metric)}**, baseline **{analysis.baseline}**, "
         f"{_distinct(rows, 'train_examples')} training / {_distinct(rows, 'test_examples')} test examples, "
         f"seeds {_distinct(analysis.finished, 'seed')}.",
@@ -525,11 +555,13 @@ def _render(
     runs: pd.DataFrame, analyses: list[TaskAnalysis], across: list[CrossTask], plots: Mapping[tuple[str, str], str]
 ) -> str:
     sentences = headline(analyses, across, runs)
+    probe = report_protocol(runs) == LINEAR_PROBE
     lines = [
-        "# lossbench report",
+        "# lossbench report" + (": linear probe on a frozen encoder" if probe else ""),
         "",
         "Generated from `runs.csv` and `runs/` by `lossbench report`; do not edit by hand.",
         "",
+        *([PROBE_NOTE, ""] if probe else []),
         "## Headline findings",
         "",
         *([f"- {sentence}" for sentence in sentences] or ["- No finished runs."]),
@@ -571,6 +603,7 @@ def draw_plots(store: ResultsStore, analyses: list[TaskAnalysis], across: list[C
             continue
         stem = figures.file_stem(analysis.task)
         title = f"{analysis.task}: {analysis.main_metric} {_arrow(analysis.main_metric)}"
+        title += " (linear probe, frozen encoder)" if report_protocol(analysis.rows) == LINEAR_PROBE else ""
         column = f"test_{analysis.main_metric}"
         seeds = analysis.finished[["loss_spec", column]].rename(columns={"loss_spec": "loss", column: "value"})
         main = analysis.main.loc[[loss for loss in analysis.losses if analysis.main.at[loss, "n"] > 0]]
@@ -644,6 +677,7 @@ def write_report(out_dir: str | Path, *, plots: bool = True) -> Path:
     if not store.path.exists():
         raise FileNotFoundError(f"No results to report: {store.path} does not exist. Run `lossbench run` first.")
     runs = with_loss_spec(store.load())
+    report_protocol(runs)  # one protocol, before any figure is drawn
     analyses = analyse_tasks(runs)
     across = cross_task(analyses)
     links = draw_plots(store, analyses, across) if plots else {}

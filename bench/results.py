@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.config import FINE_TUNE
+
 RUNS_FILE = "runs.csv"
 # Per-run files, written by the runner under DIR/runs/<run_id>/ and read by the report.
 RUNS_DIR = "runs"
 LOG_HISTORY_FILE = "log_history.json"  # the Trainer's log history: training loss (and validation metrics) by step
 RUN_LOG_FILE = "run.log"  # the run's identity, warnings, outcome (and traceback of a failure)
+INVOCATIONS_FILE = "invocations.jsonl"  # one JSON line per `lossbench run`: what it ran, how, and its wall time
 PREDICTIONS_FILE = "test_predictions.npz"  # classification: the test split's ``logits`` (n, C) and ``labels`` (n,)
 # Columns first in the file, in this order; test metrics and anything else follow.
 LEADING_COLUMNS = (
@@ -87,6 +90,36 @@ class ResultsStore:
         frame = frame[columns + [c for c in frame.columns if c not in columns]]
         self._write(frame)
 
+    def log_invocation(self, record: dict) -> None:
+        """Append one ``lossbench run`` invocation's record to ``DIR/invocations.jsonl``."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / INVOCATIONS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+
+    def invocations(self) -> list[dict]:
+        """The records of every ``lossbench run`` into this folder, oldest first (unreadable lines skipped)."""
+        path = self.out_dir / INVOCATIONS_FILE
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    def put_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Write a run's files into ``DIR/runs/<run_id>/``, each atomically (temp file, then rename)."""
+        if not files:
+            return
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            if Path(name).name != name:
+                raise ValueError(f"Invalid run file name {name!r}: must be a plain file name")
+            tmp = run_dir / f".{name}.tmp"
+            tmp.write_bytes(content)
+            os.replace(tmp, run_dir / name)
+
     def _write(self, frame: pd.DataFrame) -> None:
         frame = _with_integer_columns(frame)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +133,13 @@ class ResultsStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def run_protocols(frame: pd.DataFrame) -> pd.Series:
+    """Each row's protocol (``TrainConfig.protocol``); rows written before the column existed were fine-tuned."""
+    if "protocol" not in frame.columns:
+        return pd.Series(FINE_TUNE, index=frame.index, dtype=object)
+    return frame["protocol"].fillna(FINE_TUNE).astype(str)
 
 
 def learning_curve(entries: list[dict], main_metric: str) -> pd.DataFrame:

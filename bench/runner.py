@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -17,6 +18,8 @@ from typing import Any
 
 import datasets
 import numpy as np
+import psutil
+import torch
 import transformers
 from transformers import (
     AutoModelForSequenceClassification,
@@ -29,12 +32,12 @@ from transformers import (
 from bench.config import RunSpec, TrainConfig
 from bench.data import tokenize
 from bench.environment import PeakMemory, git_commit, hardware, library_versions
-from bench.executors import LocalExecutor
+from bench.executors import CellResult, Executor, LocalExecutor
 from bench.metrics import compute_metrics
 from bench.models import resolve_model
 from bench.plugins import get_loss, get_task, parse_loss_spec
 from bench.registry import LOSSES, TASKS
-from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUN_LOG_FILE, RUNS_DIR, ResultsStore
+from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUN_LOG_FILE, RUNS_DIR, ResultsStore, run_protocols
 from bench.stressors import VERSION as STRESSORS_VERSION
 from bench.stressors import check_applicable, parse_task_spec, stress_training_split, task_spec
 from bench.trainer import DivergedError, LossTrainer
@@ -133,9 +136,11 @@ def _base_row(spec: RunSpec, meta) -> dict[str, Any]:
         "loss_params": json.dumps(spec.loss_params, sort_keys=True),
         "seed": spec.seed,
         **asdict(spec.train),
+        "protocol": spec.train.protocol,
         **library_versions(),
         "git_commit": git_commit(),
         "hardware": hardware(),
+        "torch_threads": torch.get_num_threads(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -157,11 +162,17 @@ def _tokenized_splits(task_name: str, model_path: str, max_length: int) -> datas
     return splits
 
 
-def training_split(spec: RunSpec, model_path: str) -> tuple[datasets.Dataset, datasets.DatasetDict]:
-    """The run's (possibly stressed) training split, with a ``clean_label`` column, and the task's clean splits."""
+def training_split(
+    spec: RunSpec, model_path: str, splits: datasets.DatasetDict | None = None
+) -> tuple[datasets.Dataset, datasets.DatasetDict]:
+    """The run's (possibly stressed) training split, with a ``clean_label`` column, and the task's clean splits.
+
+    ``splits`` replaces the task's tokenized splits by the same rows with more columns (the probe's row index).
+    """
     base, stressors = parse_task_spec(spec.task)
     meta = get_task(base).metadata
-    splits = _tokenized_splits(base, model_path, spec.train.max_length)
+    if splits is None:
+        splits = _tokenized_splits(base, model_path, spec.train.max_length)
     train = stress_training_split(
         splits["train"],
         stressors,
@@ -175,22 +186,59 @@ def training_split(spec: RunSpec, model_path: str) -> tuple[datasets.Dataset, da
     return train, splits
 
 
+def label_stats(train: datasets.Dataset, meta) -> tuple[float, list[int] | None]:
+    """The realised noise rate of a training split with ``clean_label`` (the share of labels that differ from the
+    clean ones), and for classification its class counts."""
+    noise_rate = float(np.mean(np.asarray(train["label"]) != np.asarray(train["clean_label"])))
+    classification = meta.problem_type == "classification"
+    return noise_rate, np.bincount(train["label"], minlength=meta.num_labels).tolist() if classification else None
+
+
+def training_arguments(spec: RunSpec, output_dir: str, *, eval_steps: int = 0) -> TrainingArguments:
+    """The Trainer settings of a run: its TrainConfig, no checkpoints, no progress bars, bf16 autocast if asked."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=spec.train.epochs,
+        learning_rate=spec.train.learning_rate,
+        per_device_train_batch_size=spec.train.batch_size,
+        per_device_eval_batch_size=64,
+        weight_decay=spec.train.weight_decay,
+        warmup_steps=spec.train.warmup_ratio,
+        lr_scheduler_type="linear",
+        # Random mega-batches (50 batches, or a quarter of the data), each sorted by length: little padding.
+        train_sampling_strategy="group_by_length" if spec.train.length_grouped else "random",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        save_strategy="no",
+        eval_strategy="steps" if eval_steps > 0 else "no",
+        eval_steps=eval_steps if eval_steps > 0 else None,
+        logging_steps=10,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not transformers.utils.is_torch_cuda_available(),
+        bf16=spec.train.precision == "bf16",  # autocast; the losses compute in float32 (losses.base.upcast)
+    )
+
+
 def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, Any]:
     """Fine-tune one (task, loss, seed) and evaluate on the test split; returns the result row.
 
     ``eval_steps > 0`` also evaluates the validation split every that many steps, for learning curves (it logs
-    ``eval_<metric>`` entries in the run's log history and does not change the training itself).
+    ``eval_<metric>`` entries in the run's log history and does not change the training itself). With
+    ``freeze_encoder`` the run is a linear probe instead (``bench.probe``).
     """
+    if spec.train.freeze_encoder:
+        from bench.probe import run_probe  # imports this module
+
+        return run_probe(spec, out_dir, eval_steps=eval_steps)
     started = time.perf_counter()
     meta = get_task(parse_task_spec(spec.task)[0]).metadata
     loss = LOSSES.get(spec.loss)(**spec.loss_params)
     model_path = resolve_model(spec.train.model)
     train, splits = training_split(spec, model_path)
-    noise_rate = float(np.mean(np.asarray(train["label"]) != np.asarray(train["clean_label"])))
+    noise_rate, class_counts = label_stats(train, meta)
     splits = datasets.DatasetDict({**splits, "train": train.remove_columns("clean_label")})
     tokenizer = _tokenizer(model_path)
-    classification = meta.problem_type == "classification"
-    class_counts = np.bincount(train["label"], minlength=meta.num_labels).tolist() if classification else None
 
     if loss.needs_class_counts:
         loss.set_class_counts(class_counts)
@@ -203,26 +251,7 @@ def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, A
         ignore_mismatched_sizes=True,  # a checkpoint with another head gets a new one of the task's size
     )
     with tempfile.TemporaryDirectory(prefix="lossbench-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            num_train_epochs=spec.train.epochs,
-            learning_rate=spec.train.learning_rate,
-            per_device_train_batch_size=spec.train.batch_size,
-            per_device_eval_batch_size=64,
-            weight_decay=spec.train.weight_decay,
-            warmup_steps=spec.train.warmup_ratio,
-            lr_scheduler_type="linear",
-            seed=spec.seed,
-            data_seed=spec.seed,
-            save_strategy="no",
-            eval_strategy="steps" if eval_steps > 0 else "no",
-            eval_steps=eval_steps if eval_steps > 0 else None,
-            logging_steps=10,
-            report_to="none",
-            disable_tqdm=True,
-            use_cpu=not transformers.utils.is_torch_cuda_available(),
-            bf16=spec.train.precision == "bf16",  # autocast; the losses compute in float32 (losses.base.upcast)
-        )
+        args = training_arguments(spec, scratch, eval_steps=eval_steps)
         trainer = LossTrainer(
             model=model,
             args=args,
@@ -237,12 +266,30 @@ def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, A
             ),
             loss=loss,
         )
-        trainer.remove_callback(PrinterCallback)  # one concise line per run is printed by the matrix instead
-        with PeakMemory() as memory:
-            train_metrics = trainer.train().metrics
-        eval_started = time.perf_counter()
-        prediction = trainer.predict(splits["test"])
-        eval_seconds = time.perf_counter() - eval_started
+        return train_and_record(
+            spec, trainer, splits, out_dir, meta=meta, noise_rate=noise_rate, class_counts=class_counts, started=started
+        )
+
+
+def train_and_record(
+    spec: RunSpec,
+    trainer: LossTrainer,
+    splits: Mapping[str, Sized],
+    out_dir: Path,
+    *,
+    meta,
+    noise_rate: float,
+    class_counts: list[int] | None,
+    started: float,
+) -> dict[str, Any]:
+    """Train, predict the test split, write the log history and test predictions under ``out_dir/runs/<run_id>/``
+    and return the result row: the part fine-tuning and the linear probe (``bench.probe``) share."""
+    trainer.remove_callback(PrinterCallback)  # one concise line per run is printed by the matrix instead
+    with PeakMemory() as memory:
+        train_metrics = trainer.train().metrics
+    eval_started = time.perf_counter()
+    prediction = trainer.predict(splits["test"])
+    eval_seconds = time.perf_counter() - eval_started
 
     run_dir = out_dir / RUNS_DIR / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +306,7 @@ def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, A
         "status": "ok",
         "train_examples": len(splits["train"]),
         "train_noise_rate": noise_rate,
-        "train_class_counts": json.dumps(class_counts) if classification else None,
+        "train_class_counts": json.dumps(class_counts) if class_counts is not None else None,
         "test_examples": len(splits["test"]),
         **{f"test_{name}": value for name, value in test_metrics.items()},
         "test_loss": prediction.metrics["test_loss"],
@@ -307,17 +354,33 @@ def run_one_safely(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict
         except Exception as error:  # noqa: BLE001 - a failed run is a result, not a crash
             log.error("failed:\n%s", traceback.format_exc())
             (run_dir / "error.txt").write_text(traceback.format_exc())
-            diverged = isinstance(error, DivergedError)
-            row = {
-                **_base_row(spec, get_task(parse_task_spec(spec.task)[0]).metadata),
-                "status": "diverged" if diverged else "error",
-                "diverged_step": error.step if diverged else None,
-                "error_type": type(error).__name__,
-                "message": str(error)[:500],
-            }
+            row = failure_row(spec, error)
         metrics = {key: value for key, value in row.items() if key.startswith("test_") or key.endswith("_seconds")}
         log.info("status=%s %s", row["status"], json.dumps(metrics, default=str))
     return row
+
+
+def failure_row(spec: RunSpec, error: BaseException) -> dict[str, Any]:
+    """The row of a run that did not finish: ``status=diverged`` (with the step) for a NaN/Inf training loss,
+    ``status=error`` for anything else, a dead worker process included."""
+    diverged = isinstance(error, DivergedError)
+    return {
+        **_base_row(spec, get_task(parse_task_spec(spec.task)[0]).metadata),
+        "status": "diverged" if diverged else "error",
+        "diverged_step": error.step if diverged else None,
+        "error_type": type(error).__name__,
+        "message": str(error)[:500] or type(error).__name__,
+    }
+
+
+def run_cell(spec: RunSpec, *, eval_steps: int = 0) -> CellResult:
+    """``run_one_safely`` in a scratch folder, returning the row and the run folder's files: what an executor ships
+    back to the driver, which alone writes the results folder (the worker may be another process or machine)."""
+    with tempfile.TemporaryDirectory(prefix="lossbench-cell-") as scratch:
+        row = run_one_safely(spec, Path(scratch), eval_steps=eval_steps)
+        run_dir = Path(scratch) / RUNS_DIR / spec.run_id
+        files = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    return CellResult(row, files)
 
 
 def prepare_data(runs: Iterable[RunSpec]) -> None:
@@ -349,6 +412,20 @@ def settings_conflicts(out_dir: str | Path, train: TrainConfig) -> list[str]:
     return conflicts
 
 
+def protocol_conflict(out_dir: str | Path, train: TrainConfig) -> str | None:
+    """Why ``train``'s runs cannot join the finished runs in ``out_dir``: another protocol (fine-tuning vs a linear
+    probe) gives numbers that are not comparable, and a report would pool them. None when they can."""
+    frame = ResultsStore(Path(out_dir)).load()
+    finished = frame[frame["status"] == "ok"] if "status" in frame.columns else frame.iloc[0:0]
+    others = sorted(set(run_protocols(finished)) - {train.protocol})
+    if not others:
+        return None
+    return (
+        f"{out_dir} holds {' and '.join(others)} runs, and these would be {train.protocol} runs: the two protocols "
+        "are not comparable, and one report would pool them (--force does not allow it)."
+    )
+
+
 def _same_setting(text: str, value: Any) -> bool:
     """A setting read back from the CSV against the config's value: '450' is 450, '0.0002' is 2e-4."""
     if text == str(value):
@@ -367,10 +444,12 @@ def run_matrix(
     retry_failed: bool = False,
     quiet: bool = False,
     eval_steps: int = 0,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Run every run not already finished in ``out_dir``, storing each row as soon as it finishes.
 
-    ``eval_steps`` only adds validation points to the log history; it is not part of a run's identity.
+    ``eval_steps`` only adds validation points to the log history; it is not part of a run's identity. The
+    ``executor`` (default: this process, one run after another) runs the cells; this function alone writes results.
     Returns the rows of the runs that failed in this invocation.
     """
     out_dir = Path(out_dir)
@@ -390,21 +469,46 @@ def run_matrix(
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     prepare_data(todo)
-    failed = []
+    failed: list[dict[str, Any]] = []
+    executor = executor or LocalExecutor()
     matrix_started = time.perf_counter()
-    run = partial(run_one_safely, eval_steps=eval_steps)
-    for index, (spec, row) in enumerate(LocalExecutor().map(run, todo, out_dir), start=1):
-        store.put(row)
-        if row["status"] == "ok":
-            main = row[f"test_{row['main_metric']}"]
-            outcome = f"{row['main_metric']}={main:.4f}  train {row['train_seconds']:.1f}s"
-        else:
-            failed.append(row)
-            outcome = f"{row['status'].upper()} {row['error_type']}: {row['message'][:120]}"
-        elapsed = time.perf_counter() - matrix_started
-        eta = elapsed / index * (len(todo) - index)
-        filled = round(PROGRESS_WIDTH * index / len(todo))
-        bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
-        progress = f"[{bar}] {index}/{len(todo)} {elapsed:.0f}s, ETA {eta // 60:.0f}m{eta % 60:02.0f}s"
-        say(f"{progress} {spec.task} {row['loss_spec']} seed={spec.seed}: {outcome}")
+    finished = 0
+    try:
+        run = partial(run_cell, eval_steps=eval_steps)
+        for finished, (spec, outcome) in enumerate(executor.map(run, todo), start=1):
+            if isinstance(outcome, BaseException):  # the worker itself died: an error row, the matrix goes on
+                outcome = CellResult(failure_row(spec, outcome))
+            store.put_files(spec.run_id, outcome.files)
+            row = outcome.row
+            store.put(row)
+            if row["status"] == "ok":
+                main = row[f"test_{row['main_metric']}"]
+                summary = f"{row['main_metric']}={main:.4f}  train {row['train_seconds']:.1f}s"
+            else:
+                failed.append(row)
+                summary = f"{row['status'].upper()} {row['error_type']}: {row['message'][:120]}"
+            elapsed = time.perf_counter() - matrix_started
+            eta = elapsed / finished * (len(todo) - finished)
+            filled = round(PROGRESS_WIDTH * finished / len(todo))
+            bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
+            progress = f"[{bar}] {finished}/{len(todo)} {elapsed:.0f}s, ETA {eta // 60:.0f}m{eta % 60:02.0f}s"
+            say(f"{progress} {spec.task} {row['loss_spec']} seed={spec.seed}: {summary}")
+    finally:
+        store.log_invocation(
+            {
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": sys.argv,
+                "runs": len(runs),
+                "to_run": len(todo),
+                "finished": finished,
+                "failed": len(failed),
+                "matrix_seconds": round(time.perf_counter() - matrix_started, 1),
+                "process_seconds": round(time.time() - psutil.Process().create_time(), 1),  # start-up included
+                "executor": type(executor).__name__,
+                "workers": getattr(executor, "workers", 1),
+                "torch_threads": torch.get_num_threads(),
+                "git_commit": git_commit(),
+                "hardware": hardware(),
+            }
+        )
     return failed

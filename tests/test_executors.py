@@ -1,0 +1,77 @@
+"""Executors: worker processes give the local executor's results, and a dead worker costs one error row, no run."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures.process import BrokenProcessPool
+
+import pandas as pd
+import pytest
+
+from bench.config import RunSpec, TrainConfig
+from bench.executors import CellResult, LocalExecutor, ProcessExecutor
+from bench.results import ResultsStore
+from bench.runner import build_matrix, run_matrix
+
+
+@pytest.fixture
+def tiny_train(tiny_model_dir) -> TrainConfig:
+    return TrainConfig(model=str(tiny_model_dir), train_size=24, batch_size=8, max_length=32)
+
+
+def dies_on_seed_1(spec: RunSpec) -> CellResult:
+    """A cell function whose worker process is killed (no exception, no row) for seed 1."""
+    if spec.seed == 1:
+        os._exit(1)
+    return CellResult({"run_id": spec.run_id, "status": "ok", "pid": os.getpid()})
+
+
+def test_worker_processes_give_the_same_metrics_as_this_process(tiny_train, tmp_path):
+    runs, skipped = build_matrix(["trec", "vader_movies"], ["cross_entropy", "mse"], [0], tiny_train)
+    assert run_matrix(runs, skipped, tmp_path / "local", quiet=True, executor=LocalExecutor()) == []
+    assert run_matrix(runs, skipped, tmp_path / "workers", quiet=True, executor=ProcessExecutor(2, 1)) == []
+
+    metrics = ["test_accuracy", "test_pearson", "test_loss", "train_loss"]
+    local, workers = (
+        ResultsStore(tmp_path / name).load().set_index("run_id").sort_index() for name in ("local", "workers")
+    )
+    assert list(local.index) == list(workers.index)
+    pd.testing.assert_frame_equal(local[metrics], workers[metrics], rtol=1e-5)
+    assert set(workers.loc[workers["status"] == "ok", "torch_threads"]) == {1}
+    for run_id in local[local["status"] == "ok"].index:  # the driver wrote each run's files from the workers' bytes
+        names = {path.name for path in (tmp_path / "workers" / "runs" / run_id).iterdir()}
+        assert {"log_history.json", "test_predictions.npz", "run.log"} <= names
+
+
+def test_a_dead_worker_fails_only_its_own_run(tiny_train):
+    runs, _ = build_matrix(["trec"], ["cross_entropy"], [0, 1, 2, 3], tiny_train)
+    outcomes = list(ProcessExecutor(2, 1).map(dies_on_seed_1, runs))
+
+    assert sorted(spec.seed for spec, _ in outcomes) == [0, 1, 2, 3]  # each cell exactly once
+    for spec, outcome in outcomes:
+        if spec.seed == 1:
+            assert isinstance(outcome, BrokenProcessPool)
+        else:  # including the cell that was running beside it when its worker died
+            assert outcome.row == {"run_id": spec.run_id, "status": "ok", "pid": outcome.row["pid"]}
+
+
+def test_the_driver_records_a_dead_worker_as_an_error_row_and_goes_on(tiny_train, tmp_path):
+    runs, _ = build_matrix(["trec"], ["cross_entropy"], [0, 1], tiny_train)
+
+    class DiesOnSeed1:
+        def map(self, fn, specs):
+            for spec in specs:
+                yield spec, (RuntimeError("worker process died") if spec.seed == 1 else fn(spec))
+
+    failed = run_matrix(runs, [], tmp_path, quiet=True, executor=DiesOnSeed1())
+    frame = ResultsStore(tmp_path).load().set_index("seed")
+    assert [row["seed"] for row in failed] == [1]
+    assert frame.loc[1, "status"] == "error" and "worker process died" in frame.loc[1, "message"]
+    assert frame.loc[0, "status"] == "ok" and frame.index.is_unique
+    invocation = ResultsStore(tmp_path).invocations()[-1]
+    assert (invocation["runs"], invocation["to_run"], invocation["finished"], invocation["failed"]) == (2, 2, 2, 1)
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ValueError, match="workers=0"):
+        ProcessExecutor(0)
