@@ -131,10 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also score the validation split every N training steps, for learning curves (default 0: never)",
     )
     run.add_argument(
-        "--no-length-grouping",
+        "--length-grouping",
         dest="length_grouped",
-        action="store_false",
-        help="shuffle batches without grouping similar lengths (slower: more padding)",
+        action="store_true",
+        help="batches of similar length: less padding, faster, but nearly one class per batch where length goes "
+        "with the label (default: shuffled batches)",
     )
     run.add_argument(
         "--workers",

@@ -25,7 +25,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
 from bench import runner
-from bench.config import RunSpec, TrainConfig
+from bench.config import FINE_TUNE, PROBE_DEFAULTS, RunSpec, TrainConfig
 from bench.environment import hardware
 from bench.models import resolve_model
 from bench.plugins import get_task
@@ -214,7 +214,7 @@ def matrix_rows(out_dir: Path, live: bool) -> list[tuple[str, str, str]]:
 
 def probe_rows(train: TrainConfig, repeats: int, fine_tune_total: float) -> list[tuple[str, str, str]]:
     """The frozen-encoder protocol on the timed pairing: encoding the task once, then each run on cached features."""
-    spec = _spec(replace(train, freeze_encoder=True))
+    spec = _spec(replace(train, freeze_encoder=True, **PROBE_DEFAULTS))
     with tempfile.TemporaryDirectory() as cache:
         previous = os.environ.get("LOSSBENCH_CACHE")
         os.environ["LOSSBENCH_CACHE"] = cache  # a cold cache: the first run encodes the task
@@ -264,6 +264,69 @@ def matrix_size_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
+LOSSBENCH = "lossbench"
+PLAIN = "plain Trainer, built-in cross-entropy"
+TUTORIAL = "tutorial: compute_loss override, padding to 128, fp32"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def one_run_variants(train: TrainConfig) -> dict[str, Callable[[], Timing]]:
+    """lossbench against the plain Trainer and the tutorial way, and lossbench without each of its speed choices."""
+    spec = _spec(train)
+    return {
+        LOSSBENCH: lambda: lossbench_run(spec),
+        PLAIN: lambda: plain_trainer_run(spec),
+        TUTORIAL: lambda: tutorial_run(spec),
+        "lossbench, fp32": lambda: lossbench_run(_spec(replace(train, precision="fp32"))),
+        "lossbench, length-grouped batches (--length-grouping)": lambda: lossbench_run(
+            _spec(replace(train, length_grouped=True))
+        ),
+    }
+
+
+def one_run_rows(timings: dict[str, list[Timing]], compiled: list[Timing], ours_total: float) -> list[tuple]:
+    rows = [
+        (
+            name,
+            spread([t.train for t in values]),
+            spread([t.total for t in values]),
+            f"{median([t.total for t in values]) / ours_total:.2f}",
+        )
+        for name, values in timings.items()
+    ]
+    first, second = compiled
+    rows.append(
+        (
+            "lossbench + torch.compile: first run, then second",
+            f"{first.train:.2f} s, then {second.train:.2f} s",
+            f"{first.total:.2f} s, then {second.total:.2f} s",
+            f"{second.total / ours_total:.2f}",
+        )
+    )
+    return rows
+
+
+def where_time_goes(out_dir: Path) -> list[tuple[str, ...]]:
+    """Per task, from the finished fine-tuning runs in ``OUT/runs.csv``: medians of training, test evaluation and
+    the whole run."""
+    frame = ResultsStore(out_dir).load()
+    if "protocol" in frame.columns:
+        frame = frame[frame["protocol"].fillna(FINE_TUNE) == FINE_TUNE]
+    frame = frame[frame["status"] == "ok"] if "status" in frame.columns else frame.iloc[0:0]
+    rows = []
+    for task, runs in frame.groupby("task"):
+        rows.append(
+            (
+                task,
+                str(len(runs)),
+                f"{runs['train_seconds'].median():.2f} s",
+                f"{runs['eval_seconds'].median():.2f} s ({int(runs['test_examples'].iloc[0])} examples)",
+                f"{runs['wall_seconds'].median():.2f} s",
+            )
+        )
+    return rows
+
+
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -287,54 +350,23 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda text: print(text, flush=True)  # noqa: E731
 
     say(f"Timing {TASK} x {LOSS}, {args.repeats} repetitions of each variant ...")
-    variants = {
-        "lossbench": lambda: lossbench_run(spec),
-        "plain Trainer, built-in cross-entropy": lambda: plain_trainer_run(spec),
-        "tutorial: compute_loss override, padding to 128, fp32": lambda: tutorial_run(spec),
-        "lossbench, fp32": lambda: lossbench_run(_spec(replace(train, precision="fp32"))),
-        "lossbench, shuffled batches (no length grouping)": lambda: lossbench_run(
-            _spec(replace(train, length_grouped=False))
-        ),
-    }
-    timings = interleaved(variants, args.repeats)
-    ours_train = median([t.train for t in timings["lossbench"]])
-    ours_total = median([t.total for t in timings["lossbench"]])
-    run_rows = [
-        (
-            name,
-            spread([t.train for t in values]),
-            spread([t.total for t in values]),
-            f"{median([t.total for t in values]) / ours_total:.2f}",
-        )
-        for name, values in timings.items()
-    ]
+    timings = interleaved(one_run_variants(train), args.repeats)
     say("torch.compile ...")
     compiled = [compiled_run(spec) for _ in range(2)]
-    run_rows.append(
-        (
-            "lossbench + torch.compile: first run, then second",
-            f"{compiled[0].train:.2f} s, then {compiled[1].train:.2f} s",
-            f"{compiled[0].total:.2f} s, then {compiled[1].total:.2f} s",
-            f"{compiled[1].total / ours_total:.2f}",
-        )
-    )
-    plain = timings["plain Trainer, built-in cross-entropy"]
-    tutorial = timings["tutorial: compute_loss override, padding to 128, fp32"]
-    overhead = ours_total / median([t.total for t in plain])
-    overhead_train = ours_train / median([t.train for t in plain])
-    speedup = median([t.total for t in tutorial]) / ours_total
+    ours = timings[LOSSBENCH]
+    ours_train, ours_total = median([t.train for t in ours]), median([t.total for t in ours])
+    run_rows = one_run_rows(timings, compiled, ours_total)
+    overhead = ours_total / median([t.total for t in timings[PLAIN]])
+    overhead_train = ours_train / median([t.train for t in timings[PLAIN]])
+    speedup = median([t.total for t in timings[TUTORIAL]]) / ours_total
 
     say("Matmul peak and achieved FLOP/s ...")
-    peaks = {
-        (name, n): matmul_gflops(dtype, n)
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
-        for n in SHAPES
-    }
-    model, split, _, _ = _prepared(spec)
+    peaks = {(name, n): matmul_gflops(dtype, n) for name, dtype in DTYPES.items() for n in SHAPES}
+    model, split, test, _ = _prepared(spec)
     flops = training_flops(model, [len(ids) for ids in split["input_ids"]], train.epochs)
     achieved = flops / ours_train / 1e9
-    peak_fp32 = max(v for (name, _), v in peaks.items() if name == "fp32")
-    peak_bf16 = max(v for (name, _), v in peaks.items() if name == "bf16")
+    peak_fp32 = max(peaks[("fp32", n)] for n in SHAPES)
+    peak_bf16 = max(peaks[("bf16", n)] for n in SHAPES)
 
     say("Frozen-encoder protocol ...")
     probe = probe_rows(train, args.repeats, ours_total)
@@ -345,16 +377,22 @@ def main(argv: list[str] | None = None) -> int:
     say("Default matrix ...")
     matrix = matrix_rows(Path(args.out), live=args.matrix)
 
+    time_rows = where_time_goes(Path(args.out))
+    breakdown = (
+        table(("task", "runs", "training loop", "test evaluation", "run"), time_rows)
+        if time_rows
+        else "No finished runs there yet: run `make bench` first."
+    )
     fraction = f"{achieved / peak_fp32:.0%} of fp32 peak, {achieved / peak_bf16:.0%} of bf16 peak"
-    peak_rows = [(d, *(f"{peaks[(d, n)]:.0f} GFLOP/s" for n in SHAPES)) for d in ("fp32", "bf16")]
+    peak_rows = [(d, *(f"{peaks[(d, n)]:.0f} GFLOP/s" for n in SHAPES)) for d in DTYPES]
     text = f"""# lossbench performance
 
 Generated by `make perf` (`python -m bench.perf`) in {(time.perf_counter() - started) / 60:.1f} min on {hardware()};
 torch {torch.__version__}, transformers {transformers.__version__}, commit {runner.git_commit()}.
 Timed pairing: {TASK} x {LOSS}, seed 0, {train.train_size} training examples, {train.epochs:g} epoch, batch
-{train.batch_size}, default settings ({train.precision}, length-grouped batches) unless the row says otherwise.
+{train.batch_size}, default settings ({train.precision}, shuffled batches) unless the row says otherwise.
 Medians of {args.repeats} interleaved repetitions, (min-max) spread. "Run" = model load, training, test predictions
-({len(_prepared(spec)[2])} examples); lossbench's run also computes its metrics and writes its files.
+({len(test)} examples); lossbench's run also computes its metrics and writes its files.
 
 ## Headline
 | measure | value | goal |
@@ -366,6 +404,9 @@ Medians of {args.repeats} interleaved repetitions, (min-max) spread. "Run" = mod
 
 ## One run, side by side
 {table(("variant", "training loop", "run", "run / lossbench"), run_rows)}
+
+## Where a run's time goes (the default matrix's runs in {args.out}/runs.csv, medians per task)
+{breakdown}
 
 ## FLOP/s
 Training FLOPs = 6 x {sum(p.numel() for p in model.base_model.encoder.parameters()) / 1e6:.1f}M encoder parameters x
