@@ -44,6 +44,8 @@ SETTINGS = (
     "weight_decay",
     "warmup_ratio",
     "precision",
+    "length_grouped",
+    "torch_threads",
 )
 VERSIONS = ("python_version", "torch_version", "transformers_version", "datasets_version", "evaluate_version")
 COST_COLUMNS = (

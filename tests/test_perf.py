@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import BertForSequenceClassification
 
+from bench import perf
 from bench.perf import matrix_rows, spread, table, training_flops, where_time_goes
 from bench.results import ResultsStore
 from tests.helpers import tiny_bert_config
@@ -28,14 +29,16 @@ def test_table_is_markdown():
     assert table(("a", "b"), [("1", "2")]) == "| a | b |\n|---|---|\n| 1 | 2 |"
 
 
-def test_matrix_rows_read_the_recorded_invocations(tmp_path):
+def test_matrix_rows_read_the_recorded_invocations(tmp_path, monkeypatch):
     store = ResultsStore(tmp_path)
     assert "not recorded" in matrix_rows(tmp_path, live=False)[0][1]
     base = {"git_commit": "abc", "workers": 1}
     store.log_invocation({**base, "runs": 144, "to_run": 144, "finished": 144, "process_seconds": 900.0})
-    store.log_invocation({**base, "runs": 144, "to_run": 0, "finished": 0, "process_seconds": 6.5})
+    timed = []
+    monkeypatch.setattr(perf, "timed_command", lambda args: timed.append(args) or 6.5)
     (first, rerun) = matrix_rows(tmp_path, live=False)
     assert first[1] == "15.0 min" and rerun[1] == "6.5 s"
+    assert timed[0][:2] == ["run", "--out"] and timed[0][2] != str(tmp_path)  # the rerun runs on a copy
 
 
 def test_where_time_goes_uses_finished_fine_tunes_only(tmp_path):
