@@ -27,7 +27,6 @@ from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from bench.config import RunSpec, TrainConfig
-from bench.metrics import compute_metrics
 from bench.models import resolve_model
 from bench.plugins import get_task
 from bench.registry import LOSSES
@@ -38,6 +37,7 @@ from bench.runner import (
     train_and_record,
     training_arguments,
     training_split,
+    validation_scorer,
 )
 from bench.stressors import parse_task_spec
 from bench.trainer import LossTrainer
@@ -237,11 +237,7 @@ def run_probe(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str,
             train_dataset=data["train"],
             eval_dataset=data["validation"] if eval_steps > 0 else None,
             data_collator=collate,
-            compute_metrics=(
-                (lambda p: compute_metrics(meta.problem_type, p.predictions, p.label_ids, class_counts))
-                if eval_steps > 0
-                else None
-            ),
+            compute_metrics=validation_scorer(meta, class_counts, eval_steps),
             loss=loss,
         )
         row = train_and_record(

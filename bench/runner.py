@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -194,6 +194,13 @@ def label_stats(train: datasets.Dataset, meta) -> tuple[float, list[int] | None]
     return noise_rate, np.bincount(train["label"], minlength=meta.num_labels).tolist() if classification else None
 
 
+def validation_scorer(meta, class_counts: list[int] | None, eval_steps: int) -> Callable | None:
+    """The Trainer's ``compute_metrics`` for periodic validation (``eval_steps > 0``), else None."""
+    if eval_steps <= 0:
+        return None
+    return lambda p: compute_metrics(meta.problem_type, p.predictions, p.label_ids, class_counts)
+
+
 def training_arguments(spec: RunSpec, output_dir: str, *, eval_steps: int = 0) -> TrainingArguments:
     """The Trainer settings of a run: its TrainConfig, no checkpoints, no progress bars, bf16 autocast if asked."""
     return TrainingArguments(
@@ -259,11 +266,7 @@ def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, A
             eval_dataset=splits["validation"] if eval_steps > 0 else None,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
-            compute_metrics=(
-                (lambda p: compute_metrics(meta.problem_type, p.predictions, p.label_ids, class_counts))
-                if eval_steps > 0
-                else None
-            ),
+            compute_metrics=validation_scorer(meta, class_counts, eval_steps),
             loss=loss,
         )
         return train_and_record(
