@@ -43,7 +43,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-docs: $(STAMP) ## regenerate README's loss table from the registry
+docs: $(STAMP) ## regenerate README's loss and task tables from the registries
 	$(BIN)/python -m bench.docs
 
 bench: $(STAMP) ## run the default matrix (or BENCH_ARGS="...") into results/ (OUT=dir to change)

@@ -1,23 +1,28 @@
-"""The numbers behind a report: per-task statistics of every loss against the baseline, and cross-task ranks.
+"""The numbers behind a report: per-task statistics of every loss against the baseline, chance levels, and
+cross-task ranks.
 
-Reads the rows of ``runs.csv`` (one per run); ``bench.report`` turns the result into sentences, tables and figures.
+Reads the rows of ``runs.csv`` (one per run) and, for chance levels, the test labels a run saved under ``runs/``;
+``bench.report`` turns the result into sentences, tables and figures.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from bench import stats
 from bench.metrics import HIGHER_IS_BETTER
+from bench.results import ResultsStore
+from bench.status import OK, SKIPPED
 
 METRICS_BY_PROBLEM_TYPE = {
     "classification": ("accuracy", "f1_macro", "mcc", "recall_macro", "recall_rarest", "ece", "brier", "nll"),
     "regression": ("pearson", "spearman", "r2", "mse", "mae", "mae_rare", "mae_common"),
 }
-FINISHED, SKIPPED = "ok", "skipped"
+FINISHED = OK  # a run that finished; SKIPPED: an incompatible (task, loss) pair
 
 
 @dataclass
@@ -33,6 +38,8 @@ class TaskAnalysis:
     metrics: list[str]  # main metric first, then the other metrics present
     losses: list[str]  # best main-metric mean first; losses with no finished run last
     table: pd.DataFrame  # stats.task_statistics: index (metric, loss)
+    chance: stats.ChanceLevel | None = None  # the main metric's chance level; None when unknown
+    near_chance: list[str] = field(default_factory=list)  # losses whose mean main metric is within noise of it
 
     @property
     def main(self) -> pd.DataFrame:
@@ -54,7 +61,8 @@ class CrossTask:
     shared_bases: list[str]  # task bases that appear in more than one task section
 
 
-def analyse_task(task: str, rows: pd.DataFrame) -> TaskAnalysis:
+def analyse_task(task: str, rows: pd.DataFrame, test_labels: tuple[np.ndarray, int] | None = None) -> TaskAnalysis:
+    """``test_labels``: the task's test labels and number of classes, for the chance level (``task_test_labels``)."""
     problem_type, main_metric = str(rows["problem_type"].iloc[0]), str(rows["main_metric"].iloc[0])
     baseline = stats.BASELINE_LOSS.get(problem_type, "")
     rows = rows[rows["status"] != SKIPPED]
@@ -71,7 +79,44 @@ def analyse_task(task: str, rows: pd.DataFrame) -> TaskAnalysis:
     main = table.loc[main_metric]
     ascending = not HIGHER_IS_BETTER.get(main_metric, True)
     order = main.assign(name=main.index).sort_values(["mean", "name"], ascending=[ascending, True], na_position="last")
-    return TaskAnalysis(task, problem_type, main_metric, baseline, rows, finished, metrics, list(order.index), table)
+    losses = list(order.index)
+    labels, classes = test_labels or (None, None)
+    chance = stats.chance_level(problem_type, main_metric, labels, classes, _test_examples(finished))
+    near = _near_chance(main.loc[losses], chance, not ascending)
+    return TaskAnalysis(task, problem_type, main_metric, baseline, rows, finished, metrics, losses, table, chance, near)
+
+
+def _near_chance(main: pd.DataFrame, chance: stats.ChanceLevel | None, higher_is_better: bool) -> list[str]:
+    """The losses (rows of ``main``) whose mean is within noise of the chance level."""
+    if chance is None:
+        return []
+    return [loss for loss, row in main.iterrows() if stats.near_chance(row, chance, higher_is_better)]
+
+
+def _test_examples(finished: pd.DataFrame) -> int:
+    """The test split's size as the runs recorded it (0 when they did not)."""
+    if "test_examples" not in finished.columns:
+        return 0
+    sizes = pd.to_numeric(finished["test_examples"], errors="coerce").dropna()
+    return int(sizes.iloc[0]) if len(sizes) else 0
+
+
+def task_test_labels(store: ResultsStore, finished: pd.DataFrame) -> tuple[np.ndarray, int] | None:
+    """The test split's labels and number of classes, from the first of the task's finished runs that saved its
+    test predictions (the test split is the same for every run of a task); None when none did."""
+    for run in finished.itertuples():
+        saved = store.test_predictions(run.run_id)
+        if saved is not None:
+            return saved[1], _class_count(run, saved[0].shape[1])
+    return None
+
+
+def _class_count(run, outputs: int) -> int:
+    """The task's number of classes: the length of the run's training class counts, else its model outputs."""
+    try:
+        return len(json.loads(run.train_class_counts))
+    except (AttributeError, TypeError, ValueError):
+        return outputs
 
 
 def with_loss_spec(runs: pd.DataFrame) -> pd.DataFrame:
@@ -82,12 +127,15 @@ def with_loss_spec(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def analyse_tasks(runs: pd.DataFrame) -> list[TaskAnalysis]:
+def analyse_tasks(runs: pd.DataFrame, store: ResultsStore | None = None) -> list[TaskAnalysis]:
+    """Every task's analysis; with ``store``, chance levels from the test labels its runs saved."""
     analyses = []
     for task in sorted(runs["task"].dropna().astype(str).unique()):
         rows = runs[runs["task"].astype(str) == task]
         if (rows["status"] != SKIPPED).any():
-            analyses.append(analyse_task(task, rows))
+            finished = rows[rows["status"] == FINISHED]
+            labels = task_test_labels(store, finished) if store is not None else None
+            analyses.append(analyse_task(task, rows, labels))
     return analyses
 
 

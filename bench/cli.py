@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
-from bench.config import PRECISIONS, PROBE_DEFAULTS, TrainConfig
+from bench.config import MIN_MAX_LENGTH, PRECISIONS, PROBE_DEFAULTS, RunSpec, TrainConfig
 from bench.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor, import_ray
 from bench.models import DEFAULT_MODEL, check_model
 from bench.plugins import default_task_names, loss_defaults
-from bench.registry import LOSSES, TASKS, UnknownNameError
+from bench.registry import LOSSES, TASKS, PluginImportError, UnknownNameError
+from bench.rerun import RERUN_KEYS, RerunFilter
 
 # The config's declared defaults (precision stays 'auto'; building a TrainConfig would resolve it).
 DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})
+MAX_SEED = 2**32 - 1  # numpy's seed range: transformers.set_seed refuses a larger seed at the run's start
 
 
 def _csv(text: str) -> list[str]:
@@ -25,28 +31,64 @@ def _csv(text: str) -> list[str]:
 
 
 def _seeds(text: str) -> list[int]:
+    """Comma-separated seeds: integers in numpy's seed range, no empty item, none twice."""
+    seeds: list[int] = []
+    for position, item in enumerate((item.strip() for item in text.split(",")), start=1):
+        problem = None
+        if not item:
+            problem = f"item {position} is empty"
+        elif not item.isdigit() or int(item) > MAX_SEED:
+            problem = f"{item!r} is not an integer in [0, {MAX_SEED}]"
+        elif int(item) in seeds:
+            problem = f"{item} appears twice"
+        if problem:
+            raise argparse.ArgumentTypeError(
+                f"seeds must be comma-separated integers in [0, {MAX_SEED}], no empty item and none twice "
+                f"(e.g. 0,1,2); got {text!r}: {problem}"
+            )
+        seeds.append(int(item))
+    return seeds
+
+
+def _rerun_filter(text: str) -> RerunFilter:
     try:
-        return [int(item) for item in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+        return RerunFilter.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _train_size(text: str) -> int | None:
-    if text.lower() in {"all", "full", "none"}:
+    if text.strip().lower() in {"all", "full", "none"}:
         return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"train-size must be an integer >= 1 or 'all', got {text!r}")
     return int(text)
 
 
-def _workers(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"workers must be a positive integer, got {text!r}")
-    return int(text)
+def _integer_at_least(low: int, flag: str) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low``, refused with the flag's name and valid range."""
+
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or int(text) < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer >= {low}, got {text!r}")
+        return int(text)
+
+    return parse
 
 
-def _cpus_per_run(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"cpus-per-run must be a positive integer, got {text!r}")
-    return int(text)
+def _positive_number(flag: str) -> Callable[[str], float]:
+    """An argparse type: a finite number > 0, refused with the flag's name and valid range."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number > 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def _gpus_per_run(text: str) -> float:
@@ -90,23 +132,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--losses", default="*", help="comma-separated loss specs or patterns, e.g. 'cross_entropy,focal:gamma=1.0'"
     )
-    run.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated integer seeds (default: 0,1,2)")
-    run.add_argument("--train-size", type=_train_size, default=DEFAULTS.train_size, help="training examples or 'all'")
+    run.add_argument(
+        "--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated non-negative integer seeds (default: 0,1,2)"
+    )
+    run.add_argument(
+        "--train-size", type=_train_size, default=DEFAULTS.train_size, help="training examples (>= 1) or 'all'"
+    )
     run.add_argument(
         "--epochs",
-        type=float,
+        type=_positive_number("epochs"),
         default=None,
         help=f"training epochs (default {DEFAULTS.epochs:g}; {PROBE_DEFAULTS['epochs']:g} with --freeze-encoder)",
     )
     run.add_argument(
         "--lr",
-        type=float,
+        type=_positive_number("lr"),
         default=None,
         help=f"peak learning rate (default {DEFAULTS.learning_rate:g}; "
         f"{PROBE_DEFAULTS['learning_rate']:g} with --freeze-encoder)",
     )
-    run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    run.add_argument("--max-length", type=int, default=DEFAULTS.max_length, help="truncate inputs to this many tokens")
+    run.add_argument("--batch-size", type=_integer_at_least(1, "batch-size"), default=DEFAULTS.batch_size)
+    run.add_argument(
+        "--max-length",
+        type=_integer_at_least(MIN_MAX_LENGTH, "max-length"),
+        default=DEFAULTS.max_length,
+        help=f"truncate inputs to this many tokens (>= {MIN_MAX_LENGTH}, at most the model's position limit)",
+    )
     run.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -126,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--eval-steps",
-        type=int,
+        type=_integer_at_least(0, "eval-steps"),
         default=0,
         help="also score the validation split every N training steps, for learning curves (default 0: never)",
     )
@@ -139,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--workers",
-        type=_workers,
+        type=_integer_at_least(1, "workers"),
         default=1,
         help="local worker processes, each with cores/N torch threads (default 1: this process, all threads)",
     )
@@ -158,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--cpus-per-run",
-        type=_cpus_per_run,
+        type=_integer_at_least(1, "cpus-per-run"),
         default=None,
         help="with --executor ray: CPUs each run reserves, and its torch threads (default 1)",
     )
@@ -173,7 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-failed", action="store_true", help="run again the runs recorded with status=error or diverged"
     )
     run.add_argument(
-        "--force", action="store_true", help="add runs to an --out folder whose finished runs used other settings"
+        "--rerun",
+        type=_rerun_filter,
+        action="append",
+        default=[],
+        metavar="KEY=PATTERN",
+        help="run again the finished runs whose KEY matches the fnmatch PATTERN, even when current, e.g. "
+        f"'loss=focal*'; repeat to combine (all must match); keys: {', '.join(RERUN_KEYS)}. Runs whose code or data "
+        "changed run again without it",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="add runs to an --out folder whose finished runs used other settings (it runs nothing again: see --rerun)",
     )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
 
@@ -250,14 +313,18 @@ def make_executor(args: argparse.Namespace) -> Executor:
     return RayExecutor(args.address, cpus_per_run=args.cpus_per_run or 1, gpus_per_run=args.gpus_per_run or 0)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from bench.report import write_report  # heavy imports only when running
-    from bench.runner import build_matrix, protocol_conflict, run_matrix, settings_conflicts
+def folder_for(out: str, train: TrainConfig) -> str:
+    """Where runs refused by ``out`` can go: a sibling folder named by their settings (``results-<slug>``)."""
+    path = Path(out)
+    return str(path.with_name(f"{path.name}-{train.slug}")) if path.name else train.slug
 
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The run settings of ``lossbench run``; the probe's own epochs and learning rate with --freeze-encoder."""
     defaults = (
         PROBE_DEFAULTS if args.freeze_encoder else {"epochs": DEFAULTS.epochs, "learning_rate": DEFAULTS.learning_rate}
     )
-    train = TrainConfig(
+    return TrainConfig(
         model=args.model,
         train_size=args.train_size,
         epochs=args.epochs if args.epochs is not None else defaults["epochs"],
@@ -268,21 +335,76 @@ def run_command(args: argparse.Namespace) -> int:
         length_grouped=args.length_grouped,
         freeze_encoder=args.freeze_encoder,
     )
-    executor = make_executor(args)
-    check_model(args.model)
+
+
+def plan_matrix(args: argparse.Namespace, train: TrainConfig) -> tuple[list[RunSpec], list[dict[str, Any]]]:
+    """The runs of ``lossbench run``, every task, stressor, loss and loss parameter checked: before transformers,
+    datasets or scikit-learn are imported (``bench.matrix`` is light), so that a typo fails in seconds."""
+    from bench.matrix import build_matrix
+
     tasks = _csv(args.tasks) if args.tasks is not None else default_task_names()
     runs, skipped = build_matrix(tasks, _loss_specs(args.losses), args.seeds, train)
     if not runs:
         reasons = "; ".join(row["message"] for row in skipped)
         raise ValueError(f"The matrix is empty: no loss in --losses supports any task in --tasks ({reasons}).")
+    return runs, skipped
+
+
+def check_out_dir(out: str) -> None:
+    """Refuse an ``--out`` that is a regular file, lies under one, or cannot be written, before anything is loaded.
+
+    Creates nothing: a probe file is written and deleted in the folder, or, when the folder does not exist yet, in
+    its nearest existing parent (where the folder will be created).
+    """
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out}: it is a regular file, not a folder; give a folder path (created if missing).")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: cannot be created, since {existing} is a regular file, not a folder.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".lossbench-write-probe-"):
+            pass
+    except OSError as error:
+        where = "cannot be written" if existing == path else f"cannot be created in {existing}"
+        raise ValueError(
+            f"--out {out}: {where} ({error.strerror}); give a folder you can write to, e.g. --out ~/lossbench-results."
+        ) from None
+
+
+def check_max_length(model_path: str, max_length: int) -> None:
+    """Refuse ``--max-length`` above the model's position limit (its config says it; no weights are loaded)."""
+    from transformers import AutoConfig
+
+    limit = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    if isinstance(limit, int) and max_length > limit:
+        raise ValueError(
+            f"--max-length {max_length} is more than the model's {limit} positions: give --max-length in "
+            f"[{MIN_MAX_LENGTH}, {limit}]."
+        )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    train = train_config(args)
+    runs, skipped = plan_matrix(args, train)
+    check_out_dir(args.out)
+    executor = make_executor(args)
+    check_max_length(check_model(args.model), args.max_length)
+
+    from bench.report import write_report  # heavy imports only once every argument is known to be good
+    from bench.runner import protocol_conflict, run_matrix, settings_conflicts
+
     mixed = protocol_conflict(args.out, train)
     if mixed:  # not even with --force: the report cannot pool two protocols
-        raise ValueError(f"{mixed} Use another --out for these runs.")
+        raise ValueError(f"{mixed} Use --out {folder_for(args.out, train)} for these runs.")
     conflicts = settings_conflicts(args.out, train)
     if conflicts and not args.force:
         raise ValueError(
             f"{args.out} holds finished runs with other settings ({'; '.join(conflicts)}); one report would mix "
-            "them. Use another --out, or --force to add these runs anyway."
+            f"them. Use --out {folder_for(args.out, train)} (a folder named by these settings), or --force to add "
+            "these runs anyway."
         )
     started = time.perf_counter()
     try:
@@ -291,6 +413,7 @@ def run_command(args: argparse.Namespace) -> int:
             skipped,
             args.out,
             retry_failed=args.retry_failed,
+            rerun=args.rerun,
             quiet=args.quiet,
             eval_steps=args.eval_steps,
             executor=executor,
@@ -324,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Wrote {write_report(args.out)}")
             return 0
         return run_command(args)
-    except (UnknownNameError, ValueError, FileNotFoundError) as error:
+    except (UnknownNameError, PluginImportError, ValueError, FileNotFoundError) as error:
         print(f"lossbench: error: {error}", file=sys.stderr)
         return 2
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.models import DEFAULT_MODEL
 
 PRECISIONS = ("auto", "bf16", "fp32")
+MIN_MAX_LENGTH = 8  # tokens: room for [CLS], [SEP] and a few words
 FINE_TUNE, LINEAR_PROBE = "fine-tune", "frozen-encoder (linear probe)"  # the protocols, as rows and reports name them
 # A linear probe's epochs and learning rate (--freeze-encoder without --epochs / --lr): more steps and a larger rate
 # than fine-tuning, but not many more, since on 450 examples it overfits (vader_movies validation Pearson 0.63 at 5
@@ -51,23 +54,53 @@ class TrainConfig:
 
             # Resolved here, so that the run's identity and its CSV row name the precision actually used.
             object.__setattr__(self, "precision", "bf16" if bf16_supported() else "fp32")
-        checks = {
-            "train_size": self.train_size is None or self.train_size >= 1,
-            "epochs": self.epochs > 0,
-            "learning_rate": self.learning_rate > 0,
-            "batch_size": self.batch_size >= 1,
-            "max_length": self.max_length >= 8,
-            "weight_decay": self.weight_decay >= 0,
-            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+        checks = {  # name: (whether the value is valid, the valid range in words)
+            "train_size": (self.train_size is None or self.train_size >= 1, "an integer >= 1, or None for all"),
+            "epochs": (0 < self.epochs < math.inf, "a finite number > 0"),
+            "learning_rate": (0 < self.learning_rate < math.inf, "a finite number > 0"),
+            "batch_size": (self.batch_size >= 1, "an integer >= 1"),
+            "max_length": (self.max_length >= MIN_MAX_LENGTH, f"an integer >= {MIN_MAX_LENGTH}"),
+            "weight_decay": (0 <= self.weight_decay < math.inf, "a finite number >= 0"),
+            "warmup_ratio": (0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
         }
-        for name, ok in checks.items():
+        for name, (ok, valid) in checks.items():
             if not ok:
-                raise ValueError(f"Invalid {name}={getattr(self, name)!r}")
+                raise ValueError(f"Invalid {name}={getattr(self, name)!r}: must be {valid}")
 
     @property
     def protocol(self) -> str:
         """``fine-tune`` or ``frozen-encoder (linear probe)``: runs of different protocols are never compared."""
         return LINEAR_PROBE if self.freeze_encoder else FINE_TUNE
+
+    @property
+    def slug(self) -> str:
+        """A folder name for the results of these settings: protocol, training examples, epochs, learning rate and
+        precision, then every other setting that differs from its default (``finetune-450ex-1ep-lr2e-4-bf16``)."""
+        size = "all" if self.train_size is None else str(self.train_size)
+        parts = ["probe" if self.freeze_encoder else "finetune", f"{size}ex", f"{self.epochs:g}ep"]
+        parts += [f"lr{_short_float(self.learning_rate)}", self.precision]
+        for name, tag in _SLUG_TAGS.items():
+            value = getattr(self, name)
+            if value != TrainConfig.__dataclass_fields__[name].default:
+                parts.append(tag(value))
+        return "-".join(parts)
+
+
+def _short_float(value: float) -> str:
+    """``2e-4`` for 0.0002, ``3.5e-5`` for 0.000035: exact, short, and safe in a folder name."""
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+# The settings a slug names only when they differ from their defaults, each as a short tag.
+_SLUG_TAGS = {
+    "model": lambda model: re.sub(r"[^A-Za-z0-9._-]+", "_", model.rstrip("/").rsplit("/", 1)[-1]),
+    "batch_size": lambda size: f"bs{size}",
+    "max_length": lambda length: f"len{length}",
+    "weight_decay": lambda decay: f"wd{_short_float(decay)}",
+    "warmup_ratio": lambda ratio: f"warmup{ratio:g}",
+    "length_grouped": lambda grouped: "grouped",
+}
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import datasets
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.model_selection import train_test_split
-from transformers import PreTrainedTokenizerBase
+
+if TYPE_CHECKING:  # imported where used: the command line imports this module (via the stressors) before training
+    import datasets
+    from transformers import PreTrainedTokenizerBase
 
 
 def training_subset(train: datasets.Dataset, size: int | None, *, seed: int, stratify: bool) -> datasets.Dataset:
@@ -17,6 +20,8 @@ def training_subset(train: datasets.Dataset, size: int | None, *, seed: int, str
         return train
     if size < 1:
         raise ValueError(f"train size must be a positive integer, got {size}")
+    from sklearn.model_selection import train_test_split
+
     indices = np.arange(len(train))
     labels = np.asarray(train["label"]) if stratify else None
     min_class = np.bincount(labels).min() if stratify else 0

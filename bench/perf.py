@@ -82,7 +82,7 @@ def plain_trainer_run(spec: RunSpec) -> Timing:
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(
             model=model,
-            args=runner.training_arguments(spec, scratch),
+            args=runner.training_arguments(spec, scratch, train_examples=len(train)),
             train_dataset=train,
             data_collator=DataCollatorWithPadding(tokenizer),
         )

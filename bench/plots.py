@@ -130,9 +130,17 @@ def learning_curves_plot(curves: pd.DataFrame, metric: str, title: str, path: Pa
     return _save(figure, path)
 
 
-def reliability_plot(bins_by_loss: dict[str, pd.DataFrame], ece_by_loss: dict[str, float], title: str, path: Path):
+def reliability_plot(
+    bins_by_loss: dict[str, pd.DataFrame],
+    pooled_ece: dict[str, float],
+    mean_run_ece: dict[str, float],
+    title: str,
+    path: Path,
+) -> Path | None:
     """One reliability diagram per loss: accuracy of each confidence bin (bars) against the diagonal of perfect
-    calibration, with the bin's mean confidence marked; the title gives the pooled ECE and the examples."""
+    calibration, with the bin's mean confidence marked. Each panel's title gives both ECEs: ``pooled_ece`` of the
+    bins drawn (every seed's test predictions in one set of bins) and ``mean_run_ece``, the mean of the runs' own
+    ECEs that the report's ``ece`` column shows; and the examples pooled."""
     if not bins_by_loss:
         return None
     losses = sorted(bins_by_loss)
@@ -150,7 +158,8 @@ def reliability_plot(bins_by_loss: dict[str, pd.DataFrame], ece_by_loss: dict[st
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")
-        ax.set_title(f"{loss}\nECE {ece_by_loss[loss]:.3f}, n = {int(bins['count'].sum())}", fontsize=8)
+        ece = f"ECE pooled {pooled_ece[loss]:.3f}, mean of runs {mean_run_ece.get(loss, math.nan):.3f}"
+        ax.set_title(f"{loss}\n{ece}\nn = {int(bins['count'].sum())} pooled", fontsize=8)
         ax.tick_params(labelsize=7)
         if i % columns == 0:
             ax.set_ylabel("accuracy", fontsize=8)

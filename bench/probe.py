@@ -30,6 +30,7 @@ from bench.config import RunSpec, TrainConfig
 from bench.models import resolve_model
 from bench.plugins import get_task
 from bench.registry import LOSSES
+from bench.results import atomic_file
 from bench.runner import (
     _tokenized_splits,
     _tokenizer,
@@ -123,15 +124,8 @@ def _read(path: Path, splits: datasets.DatasetDict) -> dict[str, np.ndarray] | N
 
 def _write(path: Path, features: dict[str, np.ndarray]) -> None:
     """Write atomically (temp file in the same folder, then rename): concurrent workers never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **features)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        np.savez(handle, **features)
 
 
 def task_features(
@@ -230,7 +224,8 @@ def run_probe(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str,
     head = LinearProbe(features["train"].shape[1], loss.head_size(meta.num_labels))
     with tempfile.TemporaryDirectory(prefix="lossbench-") as scratch:
         # Fine-tuning's Trainer settings; a row is one feature vector, so there are no lengths to group batches by.
-        args = replace(training_arguments(spec, scratch, eval_steps=eval_steps), train_sampling_strategy="random")
+        args = training_arguments(spec, scratch, train_examples=len(data["train"]), eval_steps=eval_steps)
+        args = replace(args, train_sampling_strategy="random")
         trainer = LossTrainer(
             model=head,
             args=args,

@@ -4,7 +4,7 @@ figures in ``bench.plots``; this module arranges them and writes the sentences."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,9 @@ from bench.analysis import (
     with_loss_spec,
 )
 from bench.config import FINE_TUNE, LINEAR_PROBE
+from bench.fingerprint import stale_rows
 from bench.metrics import ECE_BINS, HIGHER_IS_BETTER
-from bench.results import ResultsStore, learning_curve, run_protocols
+from bench.results import DamagedRow, ResultsStore, learning_curve, run_protocols
 
 REPORT_FILE = "REPORT.md"
 STATS_FILE = "stats.csv"
@@ -67,6 +68,17 @@ PROBE_NOTE = (
 )
 FEW_TASKS = 10  # below this many tasks, Friedman's chi-squared approximation is rough (scipy's note; Demšar 2006)
 DASH = "–"
+CLIPPED_MARK = "†"  # an interval clipped to the metric's range
+CHANCE_MARK = "≈ chance"  # a mean within noise of the chance level
+CLIPPED_NOTE = (
+    f"{CLIPPED_MARK} The 95% t-interval reached past the metric's range and is clipped to it (here or under All "
+    "metrics); with fewer than 5 seeds the t-interval of a bounded metric is rough."
+)
+NO_HISTORY = "no per-run log history was found"
+ONLY_FINAL_HISTORY = (
+    "the runs' log histories hold only their final summary, no training loss by step: they trained for fewer steps "
+    "than the logging interval of that time (runs made now log at least once)"
+)
 
 HOW_TO_READ = f"""\
 Method: each (task, loss) is run with the same seeds; a loss is compared with its task's baseline (`cross_entropy`
@@ -82,8 +94,15 @@ Task tables, one row per loss, best main metric first:
   They are never averaged in; the statistics use the finished seeds only.
 - main metric (e.g. `f1_macro ↑`): **mean ± standard deviation over seeds** on the held-out test split.
   ↑ higher is better, ↓ lower is better; the best mean of each metric column is in **bold**.
-- `95% CI`: the t-interval of the mean over seeds, mean ± t(0.975, n − 1) · std / √n.
+- `95% CI`: the t-interval of the mean over seeds, mean ± t(0.975, n − 1) · std / √n, clipped to the metric's range.
   It needs n ≥ 2 and is wide with 3 seeds: a loss whose interval covers the baseline's mean is not shown better.
+  † marks an interval that reached past the range (e.g. below 0 for recall: t(0.975, 1) = 12.7 at 2 seeds) and was
+  cut to it; at fewer than 5 seeds the t-interval of a bounded metric is a rough guide only.
+- Chance level (below each task's header): the main metric of a predictor that learned nothing, on the test split.
+  Classification: always the most common test class, with the class frequencies as probabilities (and, for accuracy,
+  1 / classes for a uniform random guess); regression: Pearson, Spearman and R² are 0. `≈ chance` after a mean
+  marks a loss within noise of it: no better, closer than 1.96 standard errors of the test split's sampling noise
+  (every seed is scored on the same test examples) or than its own seed std, or its 95% CI covers it.
 - `Δ vs <baseline>`: mean ± standard deviation of the per-seed difference loss − baseline on the main metric.
   Only seeds both finished are paired; "(k pairs)" appears when that is fewer than `n`.
 - `p (Holm)`: the paired t-test's p-value on those differences, Holm-corrected across the task's losses.
@@ -97,7 +116,8 @@ Task tables, one row per loss, best main metric first:
 - `recall_macro ↑`: recall averaged over classes; `recall_rarest ↑`: recall of the class rarest in training.
   The latter is where class-imbalance losses should help.
 - `ece ↓`: expected calibration error, top-label confidence vs accuracy over 15 equal-width confidence bins.
-  0 is perfectly calibrated; the reliability diagrams show the bins.
+  0 is perfectly calibrated. The column is the mean of the runs' own ECEs; the reliability diagrams pool every
+  seed's predictions into one set of bins, a different number (both are in each diagram's title).
 - `brier ↓`: multi-class Brier score, Σ_k (p_k − [k = y])², and `nll ↓`: negative log-likelihood −log p_y.
   Both are proper scoring rules: they reward probabilities that are both sharp and calibrated.
 - `pearson ↑`, `spearman ↑`: linear and rank correlation of predictions with targets; `r2 ↑`: 1 − SSE / SST.
@@ -112,7 +132,8 @@ Task tables, one row per loss, best main metric first:
   The shared model dominates it; a loss that needs more memory shows up as a higher peak.
 
 "All metrics" (collapsed under each table) gives, for every metric, the same n, mean ± std, 95% CI, paired
-difference, raw and Holm-corrected p and verdict; `{STATS_FILE}` holds these numbers unrounded.
+difference with its 95% t-interval (clipped to ± the range's width), raw and Holm-corrected p and verdict;
+`{STATS_FILE}` holds these numbers unrounded.
 
 Across tasks, one table per problem type (classification and regression losses never share a task):
 
@@ -128,8 +149,9 @@ Across tasks, one table per problem type (classification and regression losses n
 Plots (`plots/`): per task, the main metric per loss (each seed a grey dot, the mean with its 95% CI, coloured by
 verdict); learning curves (training loss vs step per loss, each on its own scale, mean over seeds with their range
 shaded; below, the validation main metric vs step when the runs logged it); reliability diagrams for classification
-(accuracy per confidence bin against the diagonal, seeds pooled). A loss's own value is never compared across losses:
-different losses are on different scales.
+(accuracy per confidence bin against the diagonal, every seed's test predictions pooled into one set of bins: their
+pooled ECE is not the table's mean of per-run ECEs, and each panel gives both). A loss's own value is never compared
+across losses: different losses are on different scales.
 
 Skipped pairs are (task, loss) combinations the loss does not support; failed runs are listed with their error."""
 
@@ -160,8 +182,17 @@ def _p_is(value: float) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
+def _interval(low: float, high: float, clipped: bool) -> str:
+    """'[low, high]', with † when it was clipped to the metric's range."""
+    return DASH if not np.isfinite(low) else f"[{low:.4f}, {high:.4f}]" + (CLIPPED_MARK if clipped else "")
+
+
 def _ci(row: pd.Series) -> str:
-    return DASH if not np.isfinite(row["ci_low"]) else f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+    return _interval(row["ci_low"], row["ci_high"], bool(row.get("ci_clipped", False)))
+
+
+def _diff_ci(row: pd.Series) -> str:
+    return _interval(row["diff_ci_low"], row["diff_ci_high"], bool(row.get("diff_ci_clipped", False)))
 
 
 def _diff(row: pd.Series) -> str:
@@ -239,6 +270,20 @@ def _best_sentence(analysis: TaskAnalysis) -> str:
     )
 
 
+def _chance_sentence(analysis: TaskAnalysis) -> str:
+    """Which losses score within noise of chance on the main metric."""
+    level = f"{analysis.main_metric} {analysis.chance.value:.4f}"
+    finished = [loss for loss in analysis.losses if analysis.main.at[loss, "n"] > 0]
+    if set(finished) <= set(analysis.near_chance):
+        return (
+            f"On {analysis.task}, every loss is within noise of chance level ({level}): these runs learned little, "
+            "so their differences say little (train on more examples or for more epochs)."
+        )
+    count = len(analysis.near_chance)
+    losses = "1 loss is" if count == 1 else f"{count} losses are"
+    return f"On {analysis.task}, {losses} within noise of chance level ({level}): {', '.join(analysis.near_chance)}."
+
+
 def headline(analyses: list[TaskAnalysis], across: list[CrossTask], runs: pd.DataFrame) -> list[str]:
     sentences = []
     findings = 0
@@ -247,6 +292,8 @@ def headline(analyses: list[TaskAnalysis], across: list[CrossTask], runs: pd.Dat
             sentences.append(f"On {analysis.task}, no run finished.")
             continue
         sentences.append(_best_sentence(analysis))
+        if analysis.near_chance:
+            sentences.append(_chance_sentence(analysis))
         for metric in [analysis.main_metric, *(m for m in analysis.metrics if m in HEADLINE_METRICS)]:
             table = analysis.table.loc[metric]
             for loss in table.index:
@@ -319,10 +366,23 @@ def _nemenyi_pairs(friedman: stats.Friedman) -> list[str]:
 # --- sections ---------------------------------------------------------------------------------------------------
 
 
+def _hardware_and_precision(finished: pd.DataFrame) -> str | None:
+    """Each (hardware, precision) that made finished runs, with its count, when the runs mix several; else None."""
+    if not {"hardware", "precision"} <= set(finished.columns):
+        return None
+    counts = finished[["hardware", "precision"]].astype(object).fillna("n/a").value_counts(sort=False).sort_index()
+    if len(counts) < 2:
+        return None
+    return "; ".join(f"{hardware}, {precision}: {n} ok runs" for (hardware, precision), n in counts.items())
+
+
 def _header(runs: pd.DataFrame) -> list[str]:
     finished = runs[runs["status"] != SKIPPED]
     lines = ["## Environment and matrix", ""]
     rows = [[name, _distinct(finished, name)] for name in ("model", "hardware", "git_commit", *VERSIONS)]
+    made_by = _hardware_and_precision(runs[runs["status"] == FINISHED])
+    if made_by:
+        rows.insert(2, ["hardware, precision", made_by])
     protocol = report_protocol(runs)
     rows.append(["protocol", f"**{protocol}**: {PROTOCOL_TEXT[protocol]}"])
     settings = ", ".join(f"{name}={_distinct(finished, name)}" for name in SETTINGS)
@@ -378,6 +438,7 @@ def _task_table(analysis: TaskAnalysis) -> str:
         row = main.loc[loss]
         cell = _mean_std(row["mean"], row["std"])
         main_cell = f"**{cell}**" if np.isfinite(row["mean"]) and row["mean"] == best[analysis.main_metric] else cell
+        main_cell += f" {CHANCE_MARK}" if loss in analysis.near_chance else ""
         p_cell = _p(row["p_holm"])
         cells = [loss, _n_cell(analysis, loss, int(row["n"])), main_cell, _ci(row), _diff(row), p_cell, row["verdict"]]
         for metric in others:
@@ -420,37 +481,93 @@ def _all_metrics_table(analysis: TaskAnalysis) -> str:
                     _mean_std(row["mean"], row["std"]),
                     _ci(row),
                     _diff(row),
+                    _diff_ci(row),
                     _p(row["p"]),
                     _p(row["p_holm"]),
                     row["verdict"],
                 ]
             )
-    headers = ["metric", "loss", "n", "mean ± std", "95% CI", f"Δ vs {analysis.baseline}", "p", "p (Holm)", "verdict"]
+    delta = f"Δ vs {analysis.baseline}"
+    headers = ["metric", "loss", "n", "mean ± std", "95% CI", delta, "95% CI of Δ", "p", "p (Holm)", "verdict"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _plot_links(analysis: TaskAnalysis, plots: Mapping[tuple[str, str], str]) -> list[str]:
+def _plot_links(
+    analysis: TaskAnalysis, plots: Mapping[tuple[str, str], str], absent: Mapping[tuple[str, str], str]
+) -> list[str]:
+    """Links to the task's figures; for a figure not drawn, why (``absent``, else the default reason)."""
     lines = []
     main = plots.get((analysis.task, "main"))
     if main:
         lines += [f"![{analysis.task}: {analysis.main_metric} per loss with 95% CIs]({main})", ""]
     links = []
-    for kind, label, absent in (
+    for kind, label, reason in (
         ("main", "main metric per loss", None),
-        ("learning_curves", "learning curves", "no per-run log history was found"),
+        ("learning_curves", "learning curves", NO_HISTORY),
         ("reliability", "reliability diagrams", "no per-run test predictions were found"),
     ):
         path = plots.get((analysis.task, kind))
         if path:
             links.append(f"[{label}]({path})")
-        elif absent and plots and (kind != "reliability" or analysis.problem_type == "classification"):
-            links.append(f"{label}: none ({absent})")
+        elif reason and plots and (kind != "reliability" or analysis.problem_type == "classification"):
+            links.append(f"{label}: none ({absent.get((analysis.task, kind), reason)})")
     if links:
         lines.append("Plots: " + " · ".join(links))
+    if plots.get((analysis.task, "reliability")):
+        lines += ["", _pooled_ece_note(analysis)]
     return lines
 
 
-def _task_section(analysis: TaskAnalysis, plots: Mapping[tuple[str, str], str]) -> list[str]:
+def _pooled_ece_note(analysis: TaskAnalysis) -> str:
+    """What the reliability diagrams pool, and how their ECE differs from the table's."""
+    seeds = _distinct(analysis.finished, "seed")
+    return (
+        f"The reliability diagrams pool every seed's test predictions (seeds {seeds}) into one set of {ECE_BINS} "
+        "bins per loss; each panel gives that **pooled ECE** beside the **mean of the runs' own ECEs**, which is the "
+        "`ece` column of the table. Pooled is never above the mean (on equal test splits): in a pooled bin one run's "
+        "over-confidence cancels another's under-confidence, while each run's own ECE on few examples is biased up."
+    )
+
+
+def _chance_text(analysis: TaskAnalysis) -> str:
+    """The main metric's chance level, how it was found, and which losses are within noise of it."""
+    chance, metric = analysis.chance, analysis.main_metric
+    if chance is None:
+        return f"Chance level of {metric}: unknown (no finished run saved its test predictions)."
+    if analysis.problem_type == "classification":
+        text = (
+            f"Chance level of {metric}: {chance.value:.4f}, always predicting the most common of the "
+            f"{chance.examples} test labels (the test class frequencies as probabilities)"
+        )
+        if np.isfinite(chance.uniform):
+            text += f"; a uniform random guess scores 1/{chance.classes} = {chance.uniform:.4f}"
+    elif metric in stats.CHANCE_BY_DEFINITION:
+        text = f"Chance level of {metric}: {chance.value:g}, a prediction that ignores the input"
+    else:
+        text = (
+            f"Chance level of {metric}: {chance.value:.4f}, predicting the mean of the {chance.examples} test targets"
+        )
+    if chance.noise > 0:
+        text += f"; the test split's sampling noise there is ± {chance.noise:.4f} (one standard error)"
+    text += "."
+    if analysis.near_chance:
+        count = len(analysis.near_chance)
+        text += (
+            f" `{CHANCE_MARK}` marks the {'loss' if count == 1 else f'{count} losses'} within noise of it: no "
+            f"better, closer than {stats.Z_TWO_SIDED:.2f} × that noise or than its own seed std, or a 95% CI "
+            "covering it."
+        )
+    return text
+
+
+def _any_clipped(analysis: TaskAnalysis) -> bool:
+    table = analysis.table
+    return bool(table["ci_clipped"].astype(bool).any() or table["diff_ci_clipped"].astype(bool).any())
+
+
+def _task_section(
+    analysis: TaskAnalysis, plots: Mapping[tuple[str, str], str], absent: Mapping[tuple[str, str], str]
+) -> list[str]:
     rows = analysis.rows
     probe = report_protocol(rows) == LINEAR_PROBE
     lines = [
@@ -466,8 +583,10 @@ def _task_section(analysis: TaskAnalysis, plots: Mapping[tuple[str, str], str]) 
     ]
     if analysis.max_n == 0:
         return [*lines, "No finished runs."]
-    lines.append(_task_table(analysis))
-    links = _plot_links(analysis, plots)
+    lines += [_chance_text(analysis), "", _task_table(analysis)]
+    if _any_clipped(analysis):
+        lines += ["", CLIPPED_NOTE]
+    links = _plot_links(analysis, plots, absent)
     if links:
         lines += ["", *links]
     lines += [
@@ -554,8 +673,17 @@ def render_report(runs: pd.DataFrame, plots: Mapping[tuple[str, str], str] | Non
 
 
 def _render(
-    runs: pd.DataFrame, analyses: list[TaskAnalysis], across: list[CrossTask], plots: Mapping[tuple[str, str], str]
+    runs: pd.DataFrame,
+    analyses: list[TaskAnalysis],
+    across: list[CrossTask],
+    plots: Mapping[tuple[str, str], str],
+    absent: Mapping[tuple[str, str], str] | None = None,
+    *,
+    damaged: Sequence[DamagedRow] = (),
+    stale: pd.DataFrame | None = None,
 ) -> str:
+    """``absent`` maps (task, kind) to why that figure was not drawn; ``damaged`` are the rows of runs.csv that were
+    not counted, ``stale`` the rows computed by other code or data (``bench.fingerprint.stale_rows``)."""
     sentences = headline(analyses, across, runs)
     probe = report_protocol(runs) == LINEAR_PROBE
     lines = [
@@ -569,13 +697,14 @@ def _render(
         *([f"- {sentence}" for sentence in sentences] or ["- No finished runs."]),
         "",
         *_header(runs),
+        *_checks_note(damaged, stale),
         "",
         "## How to read this report",
         "",
         HOW_TO_READ,
     ]
     for analysis in analyses:
-        lines += _task_section(analysis, plots)
+        lines += _task_section(analysis, plots, absent or {})
     lines += _across_section(across, plots)
     skipped = runs[runs["status"] == SKIPPED]
     if len(skipped):
@@ -589,17 +718,69 @@ def _render(
         rows = failed.reindex(columns=columns).astype(object).fillna("").values.tolist()
         headers = ["task", "loss", "seed", "status", "error", "message"]
         lines.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    lines += _stale_section(stale)
+    lines += _damaged_section(damaged)
     return "\n".join(lines) + "\n"
+
+
+def _checks_note(damaged: Sequence[DamagedRow], stale: pd.DataFrame | None) -> list[str]:
+    """A line under the header table counting stale and damaged rows, when there are any."""
+    counts = []
+    stale_count = int(stale.loc[stale["checked"], "rows"].sum()) if stale is not None else 0
+    if stale_count:
+        counts.append(
+            f"**{stale_count} stale row(s)**, not known to be computed by the current code and data (Stale rows)"
+        )
+    if damaged:
+        counts.append(f"**{len(damaged)} damaged row(s)** of `runs.csv`, not counted anywhere (Damaged rows)")
+    return ["", "Checks: " + "; ".join(counts) + "."] if counts else []
+
+
+def _stale_section(stale: pd.DataFrame | None) -> list[str]:
+    if stale is None or stale.empty:
+        return []
+    rows = [
+        [task, ", ".join(f"{loss} ({n})" for loss, n in zip(group["loss"], group["rows"], strict=True)), changed]
+        for (task, changed), group in stale.groupby(["task", "changed"], sort=True)
+    ]
+    return [
+        "",
+        "## Stale rows",
+        "",
+        "These rows' `fingerprint` (the code of their loss, their task and the training machinery, and the task's "
+        "data) is not the current one, or could not be checked: their numbers are still in the tables above. Running "
+        "the same `lossbench run` again reruns the stale ones and replaces their rows.",
+        "",
+        tabulate(rows, headers=["task", "loss (rows)", "what changed"], tablefmt="github", disable_numparse=True),
+    ]
+
+
+def _damaged_section(damaged: Sequence[DamagedRow]) -> list[str]:
+    if not damaged:
+        return []
+    rows = [[row.line, row.run_id or "(unreadable)", row.reason] for row in damaged]
+    return [
+        "",
+        "## Damaged rows",
+        "",
+        "These lines of `runs.csv` could not be read as sound rows, so no statistic above counts them. `lossbench run` "
+        "runs their runs again and replaces them; a line whose run_id is unreadable stays until you delete it.",
+        "",
+        tabulate(rows, headers=["line", "run_id", "problem"], tablefmt="github", disable_numparse=True),
+    ]
 
 
 # --- plots ------------------------------------------------------------------------------------------------------
 
 
-def draw_plots(store: ResultsStore, analyses: list[TaskAnalysis], across: list[CrossTask]) -> dict:
+def draw_plots(
+    store: ResultsStore, analyses: list[TaskAnalysis], across: list[CrossTask]
+) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
     """Write every figure under ``DIR/plots/``, remove figures left from earlier reports; returns
-    (task or problem type, kind) -> path relative to ``DIR``."""
+    (task or problem type, kind) -> path relative to ``DIR``, and (task, kind) -> why a figure was not drawn."""
     plots_dir = store.out_dir / figures.PLOTS_DIR
     written: dict[tuple[str, str], Path] = {}
+    absent: dict[tuple[str, str], str] = {}
     for analysis in analyses:
         if analysis.max_n == 0:
             continue
@@ -612,17 +793,20 @@ def draw_plots(store: ResultsStore, analyses: list[TaskAnalysis], across: list[C
         written[(analysis.task, "main")] = figures.main_metric_plot(
             main, seeds.dropna(), analysis.main_metric, analysis.baseline, title, plots_dir / f"{stem}_main_metric.png"
         )
-        curves = _learning_curves(store, analysis)
+        curves, histories = _learning_curves(store, analysis)
         path = figures.learning_curves_plot(
             curves, analysis.main_metric, f"{analysis.task}: learning curves", plots_dir / f"{stem}_learning_curves.png"
         )
         if path:
             written[(analysis.task, "learning_curves")] = path
+        else:
+            absent[(analysis.task, "learning_curves")] = ONLY_FINAL_HISTORY if histories else NO_HISTORY
         if analysis.problem_type == "classification":
             bins = _reliability(store, analysis)
             path = figures.reliability_plot(
                 bins,
                 {loss: stats.calibration_error(frame) for loss, frame in bins.items()},
+                _mean_run_ece(analysis),
                 f"{analysis.task}: reliability (test set, seeds pooled, {ECE_BINS} bins)",
                 plots_dir / f"{stem}_reliability.png",
             )
@@ -641,18 +825,26 @@ def draw_plots(store: ResultsStore, analyses: list[TaskAnalysis], across: list[C
     if plots_dir.exists():
         for stale in set(plots_dir.glob("*.png")) - set(written.values()):
             stale.unlink()
-    return {key: path.relative_to(store.out_dir).as_posix() for key, path in written.items()}
+    return {key: path.relative_to(store.out_dir).as_posix() for key, path in written.items()}, absent
 
 
-def _learning_curves(store: ResultsStore, analysis: TaskAnalysis) -> pd.DataFrame:
-    frames = []
+def _mean_run_ece(analysis: TaskAnalysis) -> dict[str, float]:
+    """Per loss, the mean of its runs' own ECEs: the table's ``ece`` column."""
+    return dict(analysis.table.loc["ece"]["mean"]) if "ece" in analysis.metrics else {}
+
+
+def _learning_curves(store: ResultsStore, analysis: TaskAnalysis) -> tuple[pd.DataFrame, int]:
+    """The task's learning curves from its runs' log histories, and how many runs have a log history at all."""
+    frames, histories = [], 0
     for run in analysis.finished.itertuples():
         entries = store.log_history(run.run_id)
         if entries:
+            histories += 1
             curve = learning_curve(entries, analysis.main_metric)
             frames.append(curve.assign(loss=str(run.loss_spec), seed=run.seed))
     frames = [frame for frame in frames if not frame.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["loss", "seed", "step", "series"])
+    empty = pd.DataFrame(columns=["loss", "seed", "step", "series"])
+    return (pd.concat(frames, ignore_index=True) if frames else empty), histories
 
 
 def _reliability(store: ResultsStore, analysis: TaskAnalysis) -> dict[str, pd.DataFrame]:
@@ -678,12 +870,13 @@ def write_report(out_dir: str | Path, *, plots: bool = True) -> Path:
     store = ResultsStore(out_dir)
     if not store.path.exists():
         raise FileNotFoundError(f"No results to report: {store.path} does not exist. Run `lossbench run` first.")
-    runs = with_loss_spec(store.load())
+    results = store.read()
+    runs = with_loss_spec(results.rows)
     report_protocol(runs)  # one protocol, before any figure is drawn
-    analyses = analyse_tasks(runs)
+    analyses = analyse_tasks(runs, store)
     across = cross_task(analyses)
-    links = draw_plots(store, analyses, across) if plots else {}
+    links, absent = draw_plots(store, analyses, across) if plots else ({}, {})
     statistics_frame(analyses).to_csv(Path(out_dir) / STATS_FILE, index=False)
     path = Path(out_dir) / REPORT_FILE
-    path.write_text(_render(runs, analyses, across, links))
+    path.write_text(_render(runs, analyses, across, links, absent, damaged=results.damaged, stale=stale_rows(runs)))
     return path

@@ -1,14 +1,16 @@
-"""Build the (task, loss, seed) matrix, run each cell with the shared LossTrainer, and store one row per run."""
+"""Run each cell of the (task, loss, seed) matrix (built by ``bench.matrix``) with the shared LossTrainer, and store
+one row per run."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -31,118 +33,37 @@ from transformers import (
 
 from bench.config import RunSpec, TrainConfig
 from bench.data import tokenize
-from bench.environment import PeakMemory, git_commit, hardware, library_versions
+from bench.environment import PeakMemory, git_commit, hardware
 from bench.executors import CellResult, Executor, LocalExecutor
+from bench.fingerprint import loaded_task
+from bench.matrix import (  # noqa: F401 - the matrix is built there; its names stay importable from here
+    base_row,
+    build_matrix,
+    expand_loss_specs,
+    expand_task_specs,
+    loss_spec_label,
+    task_version,
+)
 from bench.metrics import compute_metrics
 from bench.models import resolve_model
-from bench.plugins import get_loss, get_task, parse_loss_spec
-from bench.registry import LOSSES, TASKS
-from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUN_LOG_FILE, RUNS_DIR, ResultsStore, run_protocols
-from bench.stressors import VERSION as STRESSORS_VERSION
-from bench.stressors import check_applicable, parse_task_spec, stress_training_split, task_spec
+from bench.plugins import get_task
+from bench.registry import LOSSES
+from bench.rerun import RerunFilter, plan_matrix
+from bench.results import (
+    LOG_HISTORY_FILE,
+    PREDICTIONS_FILE,
+    RUN_LOG_FILE,
+    RUNS_DIR,
+    ResultsStore,
+    damaged_warning,
+    run_protocols,
+)
+from bench.status import DIVERGED, ERROR, OK
+from bench.stressors import parse_task_spec, stress_training_split
 from bench.trainer import DivergedError, LossTrainer
 
 PROGRESS_WIDTH = 20  # characters of the matrix's progress bar
-
-
-def loss_spec_label(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
-    """Canonical spec: the name, plus the parameters that differ from their defaults (``focal:gamma=1.0``)."""
-    changed = {k: v for k, v in sorted(params.items()) if defaults.get(k) != v}
-    return name + (":" + ",".join(f"{k}={v}" for k, v in changed.items()) if changed else "")
-
-
-def expand_loss_specs(patterns: Iterable[str]) -> list[str]:
-    """Loss specs with fnmatch patterns expanded; a spec with parameters must name one loss exactly."""
-    specs: list[str] = []
-    for pattern in patterns:
-        name, params = parse_loss_spec(pattern)
-        names = [name] if params else LOSSES.resolve([name])
-        if params:
-            LOSSES.get(name)
-        for resolved in names:
-            spec = pattern if params else resolved
-            if spec not in specs:
-                specs.append(spec)
-    return specs
-
-
-def build_matrix(
-    task_patterns: Iterable[str], loss_patterns: Iterable[str], seeds: Iterable[int], train: TrainConfig
-) -> tuple[list[RunSpec], list[dict[str, Any]]]:
-    """All compatible (task, loss, seed) runs, and a row for each incompatible (task, loss) pair."""
-    runs: list[RunSpec] = []
-    skipped: list[dict[str, Any]] = []
-    losses = [get_loss(spec) for spec in expand_loss_specs(loss_patterns)]
-    for task_name in expand_task_specs(task_patterns):
-        meta = get_task(parse_task_spec(task_name)[0]).metadata
-        version = task_version(task_name, meta)
-        for loss in losses:
-            if not loss.supports(meta.problem_type):
-                spec = RunSpec(task_name, version, loss.name, -1, train, loss.params)
-                supported = ", ".join(sorted(loss.problem_types))
-                skipped.append(
-                    {
-                        **_base_row(spec, meta),
-                        "run_id": "skip-" + spec.run_id,
-                        "status": "skipped",
-                        "seed": None,
-                        "message": f"{loss.name} supports {supported}; {task_name} is {meta.problem_type}",
-                    }
-                )
-                continue
-            runs.extend(RunSpec(task_name, version, loss.name, seed, train, loss.params) for seed in seeds)
-    return runs, skipped
-
-
-def expand_task_specs(patterns: Iterable[str]) -> list[str]:
-    """Canonical task specs: each pattern's name part expanded (``'vader_*@train=500'``), stressors checked against
-    every task they apply to, before any training."""
-    specs: list[str] = []
-    for pattern in patterns:
-        base_pattern, stressors = parse_task_spec(pattern)
-        for base in TASKS.resolve([base_pattern]):
-            check_applicable(base, stressors, get_task(base).metadata.problem_type)
-            spec = task_spec(base, stressors)
-            if spec not in specs:
-                specs.append(spec)
-    return specs
-
-
-def task_version(spec: str, meta) -> str:
-    """The task's own version, plus the stressors' version for a stressed spec."""
-    return meta.version + (f"+stressors.{STRESSORS_VERSION}" if parse_task_spec(spec)[1] else "")
-
-
-def _stressor_columns(spec: str) -> dict[str, Any]:
-    base, stressors = parse_task_spec(spec)
-    return {
-        "task_base": base,
-        "stressors": "@".join(str(s) for s in stressors),
-        **{f"stress_{s.name}": s.value for s in stressors},
-    }
-
-
-def _base_row(spec: RunSpec, meta) -> dict[str, Any]:
-    defaults = get_loss(spec.loss).params
-    return {
-        "run_id": spec.run_id,
-        "task": spec.task,
-        **_stressor_columns(spec.task),
-        "task_version": spec.task_version,
-        "problem_type": meta.problem_type,
-        "main_metric": meta.main_metric,
-        "loss": spec.loss,
-        "loss_spec": loss_spec_label(spec.loss, spec.loss_params, defaults),
-        "loss_params": json.dumps(spec.loss_params, sort_keys=True),
-        "seed": spec.seed,
-        **asdict(spec.train),
-        "protocol": spec.train.protocol,
-        **library_versions(),
-        "git_commit": git_commit(),
-        "hardware": hardware(),
-        "torch_threads": torch.get_num_threads(),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+MAX_LOGGING_STEPS = 10  # the training loss is logged every 10 steps, or more often in short runs (logging_steps)
 
 
 @cache
@@ -154,7 +75,7 @@ def _tokenizer(model_path: str):
 def _tokenized_splits(task_name: str, model_path: str, max_length: int) -> datasets.DatasetDict:
     """A task's tokenized splits, computed once per process and shared by every loss, seed and stressor."""
     task = get_task(task_name)
-    splits = tokenize(task.load(), _tokenizer(model_path), task.metadata.text_fields, max_length)
+    splits = tokenize(loaded_task(task_name), _tokenizer(model_path), task.metadata.text_fields, max_length)
     # Evaluation order does not change the metrics; sorting by length makes each padded batch nearly full.
     for name in ("validation", "test"):
         lengths = [len(ids) for ids in splits[name]["input_ids"]]
@@ -201,8 +122,18 @@ def validation_scorer(meta, class_counts: list[int] | None, eval_steps: int) -> 
     return lambda p: compute_metrics(meta.problem_type, p.predictions, p.label_ids, class_counts)
 
 
-def training_arguments(spec: RunSpec, output_dir: str, *, eval_steps: int = 0) -> TrainingArguments:
-    """The Trainer settings of a run: its TrainConfig, no checkpoints, no progress bars, bf16 autocast if asked."""
+def logging_steps(train_examples: int, batch_size: int, epochs: float) -> int:
+    """Steps between the training-loss entries of a run's log history: every ``MAX_LOGGING_STEPS``, or about a
+    tenth of the run when it is shorter, so that every run logs its training loss at least once."""
+    total_steps = math.ceil(math.ceil(train_examples / batch_size) * epochs)  # the Trainer's max_steps
+    return min(MAX_LOGGING_STEPS, max(1, total_steps // 10))
+
+
+def training_arguments(
+    spec: RunSpec, output_dir: str, *, train_examples: int, eval_steps: int = 0
+) -> TrainingArguments:
+    """The Trainer settings of a run on ``train_examples`` examples: its TrainConfig, no checkpoints, no progress
+    bars, bf16 autocast if asked, the training loss logged at least once (``logging_steps``)."""
     return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=spec.train.epochs,
@@ -219,7 +150,7 @@ def training_arguments(spec: RunSpec, output_dir: str, *, eval_steps: int = 0) -
         save_strategy="no",
         eval_strategy="steps" if eval_steps > 0 else "no",
         eval_steps=eval_steps if eval_steps > 0 else None,
-        logging_steps=10,
+        logging_steps=logging_steps(train_examples, spec.train.batch_size, spec.train.epochs),
         report_to="none",
         disable_tqdm=True,
         use_cpu=not transformers.utils.is_torch_cuda_available(),
@@ -258,7 +189,7 @@ def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, A
         ignore_mismatched_sizes=True,  # a checkpoint with another head gets a new one of the task's size
     )
     with tempfile.TemporaryDirectory(prefix="lossbench-") as scratch:
-        args = training_arguments(spec, scratch, eval_steps=eval_steps)
+        args = training_arguments(spec, scratch, train_examples=len(splits["train"]), eval_steps=eval_steps)
         trainer = LossTrainer(
             model=model,
             args=args,
@@ -305,8 +236,8 @@ def train_and_record(
 
     test_metrics = compute_metrics(meta.problem_type, prediction.predictions, prediction.label_ids, class_counts)
     return {
-        **_base_row(spec, meta),
-        "status": "ok",
+        **base_row(spec, meta),
+        "status": OK,
         "train_examples": len(splits["train"]),
         "train_noise_rate": noise_rate,
         "train_class_counts": json.dumps(class_counts) if class_counts is not None else None,
@@ -368,8 +299,8 @@ def failure_row(spec: RunSpec, error: BaseException) -> dict[str, Any]:
     ``status=error`` for anything else, a dead worker process included."""
     diverged = isinstance(error, DivergedError)
     return {
-        **_base_row(spec, get_task(parse_task_spec(spec.task)[0]).metadata),
-        "status": "diverged" if diverged else "error",
+        **base_row(spec, get_task(parse_task_spec(spec.task)[0]).metadata),
+        "status": DIVERGED if diverged else ERROR,
         "diverged_step": error.step if diverged else None,
         "error_type": type(error).__name__,
         "message": str(error)[:500] or type(error).__name__,
@@ -401,7 +332,7 @@ def settings_conflicts(out_dir: str | Path, train: TrainConfig) -> list[str]:
     """Settings of the finished runs in ``out_dir`` that differ from ``train``: mixing them in one report would
     compare losses trained differently (``--force`` allows it)."""
     frame = ResultsStore(Path(out_dir)).load()
-    finished = frame[frame["status"] == "ok"] if "status" in frame.columns else frame.iloc[0:0]
+    finished = frame[frame["status"] == OK] if "status" in frame.columns else frame.iloc[0:0]
     if finished.empty:
         return []
     conflicts = []
@@ -419,7 +350,7 @@ def protocol_conflict(out_dir: str | Path, train: TrainConfig) -> str | None:
     """Why ``train``'s runs cannot join the finished runs in ``out_dir``: another protocol (fine-tuning vs a linear
     probe) gives numbers that are not comparable, and a report would pool them. None when they can."""
     frame = ResultsStore(Path(out_dir)).load()
-    finished = frame[frame["status"] == "ok"] if "status" in frame.columns else frame.iloc[0:0]
+    finished = frame[frame["status"] == OK] if "status" in frame.columns else frame.iloc[0:0]
     others = sorted(set(run_protocols(finished)) - {train.protocol})
     if not others:
         return None
@@ -445,29 +376,31 @@ def run_matrix(
     out_dir: str | Path,
     *,
     retry_failed: bool = False,
+    rerun: Sequence[RerunFilter] = (),
     quiet: bool = False,
     eval_steps: int = 0,
     executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every run not already finished in ``out_dir``, storing each row as soon as it finishes.
+    """Run every run of the matrix not finished in ``out_dir`` with the current code and data, storing each row (with
+    its fingerprint) as soon as it finishes.
 
-    ``eval_steps`` only adds validation points to the log history; it is not part of a run's identity. The
-    ``executor`` (default: this process, one run after another) runs the cells; this function alone writes results.
-    Returns the rows of the runs that failed in this invocation.
+    A finished row whose fingerprint is not the current one is stale and runs again, as do the finished runs that all
+    the ``rerun`` filters choose (``bench.rerun``); damaged rows of ``runs.csv`` never count as finished. ``eval_steps``
+    only adds validation points to the log history; it is not part of a run's identity. The ``executor`` (default:
+    this process, one run after another) runs the cells; this function alone writes results. Returns the rows of the
+    runs that failed in this invocation.
     """
     out_dir = Path(out_dir)
     store = ResultsStore(out_dir)
-    failed_before = set() if retry_failed else store.ids_with_status("error", "diverged")
-    done = store.ids_with_status("ok", "skipped") | failed_before
-    for row in skipped:
-        if row["run_id"] not in done:
-            store.put(row)
-    todo = [spec for spec in runs if spec.run_id not in done]
+    stored = store.read()
+    if stored.damaged:
+        print(damaged_warning(store.path, stored.damaged), file=sys.stderr)
+    plan = plan_matrix(runs, skipped, stored.rows, retry_failed=retry_failed, rerun=rerun)
+    for row in plan.skipped:
+        store.put(row)
+    todo = plan.todo
     say = (lambda *_: None) if quiet else print
-    say(
-        f"{len(runs)} runs: {len(runs) - len(todo)} already in {store.path}, {len(todo)} to run; "
-        f"{len(skipped)} incompatible (task, loss) pairs skipped"
-    )
+    say(plan.summary(store.path, len(runs), len(skipped)))
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -482,9 +415,9 @@ def run_matrix(
             if isinstance(outcome, BaseException):  # the worker itself died: an error row, the matrix goes on
                 outcome = CellResult(failure_row(spec, outcome))
             store.put_files(spec.run_id, outcome.files)
-            row = outcome.row
+            row = {**outcome.row, **plan.fingerprints[(spec.task, spec.loss)].columns()}
             store.put(row)
-            if row["status"] == "ok":
+            if row["status"] == OK:
                 main = row[f"test_{row['main_metric']}"]
                 summary = f"{row['main_metric']}={main:.4f}  train {row['train_seconds']:.1f}s"
             else:
@@ -503,6 +436,7 @@ def run_matrix(
                 "command": sys.argv,
                 "runs": len(runs),
                 "to_run": len(todo),
+                "stale": len(plan.stale),
                 "finished": finished,
                 "failed": len(failed),
                 "matrix_seconds": round(time.perf_counter() - matrix_started, 1),

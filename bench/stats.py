@@ -2,12 +2,16 @@
 
 Pure functions on numbers and DataFrames; the report formats what they return.
 
-- Per task: mean, standard deviation and 95% t-interval over seeds; the difference to the baseline loss paired by
-  seed, tested with the paired t-test (``scipy.stats.ttest_rel``). Wilcoxon's signed-rank test is not used: with
-  fewer than 6 pairs its smallest two-sided p-value is above 0.05, so it can never find anything at 3-5 seeds.
+- Per task: mean, standard deviation and 95% t-interval over seeds, clipped to the metric's range (at 2-4 seeds
+  the t-interval of a bounded metric often reaches past it: t(0.975, 1) = 12.7); the difference to the baseline loss
+  paired by seed, its t-interval clipped to ± the range's width, tested with the paired t-test
+  (``scipy.stats.ttest_rel``). Wilcoxon's signed-rank test is not used: with fewer than 6 pairs its smallest
+  two-sided p-value is above 0.05, so it can never find anything at 3-5 seeds.
 - Holm's step-down correction across the losses of one task, for each metric.
 - A difference is "within noise" unless it is significant after Holm *and* larger than the baseline's own seed
   standard deviation.
+- Chance level: the main metric of a predictor that learned nothing (class priors; the test mean), and whether a
+  loss's mean is within noise of it.
 - Across tasks: ranks on each task's main metric (1 = best), the Friedman test (``scipy.stats.friedmanchisquare``)
   over the losses with a result on every task, the Nemenyi post-hoc test (``scikit_posthocs``) and the Nemenyi
   critical difference. Reference: Demšar, Statistical Comparisons of Classifiers over Multiple Data Sets, JMLR 2006.
@@ -25,7 +29,15 @@ import pandas as pd
 import scikit_posthocs
 from scipy import stats as scipy_stats
 
-from bench.metrics import ECE_BINS, HIGHER_IS_BETTER, confidence_bins, softmax
+from bench.metrics import (
+    ECE_BINS,
+    HIGHER_IS_BETTER,
+    METRIC_RANGE,
+    UNBOUNDED,
+    compute_metrics,
+    confidence_bins,
+    softmax,
+)
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -39,43 +51,68 @@ BETTER, WORSE, NOISE, BASELINE, TOO_FEW, NO_BASELINE = "better", "worse", "withi
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean, sample standard deviation and two-sided t-interval of ``n`` values (NaN where undefined)."""
+    """Mean, sample standard deviation and two-sided t-interval of ``n`` values (NaN where undefined);
+    ``ci_clipped`` when the interval reached past the metric's range and was cut to it."""
 
     n: int
     mean: float
     std: float
     ci_low: float
     ci_high: float
+    ci_clipped: bool = False
 
 
-def summarize(values: Sequence[float] | np.ndarray | pd.Series, confidence: float = CONFIDENCE) -> Summary:
-    """Summary of the finite values: the interval is mean ± t_{(1+c)/2, n-1} · std / sqrt(n); NaN for n < 2."""
+def t_interval(
+    mean: float, std: float, n: int, confidence: float = CONFIDENCE, bounds: tuple[float, float] = UNBOUNDED
+) -> tuple[float, float, bool]:
+    """mean ± t_{(1+c)/2, n-1} · std / sqrt(n), clipped to ``bounds``, and whether clipping cut it; NaN for n < 2."""
+    if n < 2 or not np.isfinite(std):
+        return math.nan, math.nan, False
+    half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
+    low, high = max(mean - half, float(bounds[0])), min(mean + half, float(bounds[1]))
+    return low, high, (low, high) != (mean - half, mean + half)
+
+
+def summarize(
+    values: Sequence[float] | np.ndarray | pd.Series,
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float, float] = UNBOUNDED,
+) -> Summary:
+    """Summary of the finite values: the t-interval (``t_interval``) clipped to ``bounds``, the metric's range."""
     array = np.asarray(values, dtype=np.float64)
     array = array[np.isfinite(array)]
     n = len(array)
     if n == 0:
         return Summary(0, math.nan, math.nan, math.nan, math.nan)
     mean = float(array.mean())
-    if n < 2:
-        return Summary(1, mean, math.nan, math.nan, math.nan)
-    std = float(array.std(ddof=1))
-    half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half)
+    std = float(array.std(ddof=1)) if n > 1 else math.nan
+    return Summary(n, mean, std, *t_interval(mean, std, n, confidence, bounds))
+
+
+def difference_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    """The range of a difference of two values in ``bounds``: ± the range's width."""
+    width = bounds[1] - bounds[0]
+    return -width, width
 
 
 @dataclass(frozen=True)
 class Paired:
-    """The difference ``loss - baseline`` over the seeds both have, and the paired t-test on it (NaN if n < 2)."""
+    """The difference ``loss - baseline`` over the seeds both have, and the paired t-test on it (NaN if n < 2);
+    the t-interval of the mean difference is clipped to ± the metric's range width (``diff_ci_clipped`` if cut)."""
 
     n_pairs: int
     mean_diff: float
     std_diff: float
     statistic: float
     p: float
+    diff_ci_low: float = math.nan
+    diff_ci_high: float = math.nan
+    diff_ci_clipped: bool = False
 
 
-def paired_difference(values: pd.Series, baseline: pd.Series) -> Paired:
-    """``values`` and ``baseline`` are indexed by seed; only seeds both have a finite value for are paired."""
+def paired_difference(values: pd.Series, baseline: pd.Series, bounds: tuple[float, float] = UNBOUNDED) -> Paired:
+    """``values`` and ``baseline`` are indexed by seed; only seeds both have a finite value for are paired.
+    ``bounds`` is the metric's range."""
     values, baseline = values[np.isfinite(values)], baseline[np.isfinite(baseline)]
     seeds = values.index.intersection(baseline.index)
     a = values.loc[seeds].to_numpy(dtype=np.float64)
@@ -87,11 +124,13 @@ def paired_difference(values: pd.Series, baseline: pd.Series) -> Paired:
     if n < 2:
         return Paired(1, float(diffs[0]), math.nan, math.nan, math.nan)
     if np.all(diffs == 0):  # identical runs: no difference at all (the t statistic would be 0 / 0)
-        return Paired(n, 0.0, 0.0, 0.0, 1.0)
+        return Paired(n, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         result = scipy_stats.ttest_rel(a, b)
-    return Paired(n, float(diffs.mean()), float(diffs.std(ddof=1)), float(result.statistic), float(result.pvalue))
+    mean, std = float(diffs.mean()), float(diffs.std(ddof=1))
+    interval = t_interval(mean, std, n, bounds=difference_bounds(bounds))
+    return Paired(n, mean, std, float(result.statistic), float(result.pvalue), *interval)
 
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -120,14 +159,19 @@ def verdict(paired: Paired, p_holm: float, baseline_std: float, higher_is_better
 
 
 def compare_losses(
-    runs: pd.DataFrame, metric_column: str, baseline: str, higher_is_better: bool, losses: Sequence[str] | None = None
+    runs: pd.DataFrame,
+    metric_column: str,
+    baseline: str,
+    higher_is_better: bool,
+    losses: Sequence[str] | None = None,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> pd.DataFrame:
     """One row per loss (index ``loss``) for one task and one metric column of ``runs``.
 
     ``runs`` holds the task's finished runs with ``loss_spec``, ``seed`` and ``metric_column``; ``losses`` lists
-    the losses to report (a loss with no finished run gets n = 0). Columns: n, mean, std, ci_low, ci_high, and,
-    against ``baseline`` paired by seed, n_pairs, diff_mean, diff_std, t, p, p_holm (Holm across the other
-    losses) and verdict.
+    the losses to report (a loss with no finished run gets n = 0); ``bounds`` is the metric's range. Columns: n,
+    mean, std, ci_low, ci_high, ci_clipped, and, against ``baseline`` paired by seed, n_pairs, diff_mean, diff_std,
+    t, p, diff_ci_low, diff_ci_high, diff_ci_clipped, p_holm (Holm across the other losses) and verdict.
     """
     losses = list(losses) if losses is not None else sorted(runs["loss_spec"].unique())
     by_loss = {
@@ -138,8 +182,8 @@ def compare_losses(
     rows = []
     for loss in losses:
         values = by_loss.get(loss, pd.Series(dtype=np.float64))
-        paired = paired_difference(values, base) if base is not None and loss != baseline else no_test
-        rows.append({"loss": loss, **asdict(summarize(values)), **asdict(paired)})
+        paired = paired_difference(values, base, bounds) if base is not None and loss != baseline else no_test
+        rows.append({"loss": loss, **asdict(summarize(values, bounds=bounds)), **asdict(paired)})
     table = pd.DataFrame(rows, columns=["loss", *Summary.__dataclass_fields__, *Paired.__dataclass_fields__])
     table = table.rename(columns={"mean_diff": "diff_mean", "std_diff": "diff_std", "statistic": "t"})
     table = table.set_index("loss")
@@ -163,9 +207,103 @@ def task_statistics(
 ) -> pd.DataFrame:
     """``compare_losses`` for every metric (``test_<metric>`` columns), stacked: index (metric, loss)."""
     tables = {
-        metric: compare_losses(runs, f"test_{metric}", baseline, HIGHER_IS_BETTER[metric], losses) for metric in metrics
+        metric: compare_losses(
+            runs, f"test_{metric}", baseline, HIGHER_IS_BETTER[metric], losses, METRIC_RANGE.get(metric, UNBOUNDED)
+        )
+        for metric in metrics
     }
     return pd.concat(tables, names=["metric", "loss"])
+
+
+# Regression metrics whose chance level holds by definition: a constant prediction has no correlation with the
+# targets, and predicting the test mean gives R^2 = 0.
+CHANCE_BY_DEFINITION = {"pearson": 0.0, "spearman": 0.0, "r2": 0.0}
+# The test split's sampling noise at chance, from its size n: correlations near 0 have standard error about
+# 1 / sqrt(n); a rate p (a share of examples) has the binomial standard error sqrt(p (1 - p) / n).
+CORRELATIONS = ("pearson", "spearman", "mcc")
+RATES = ("accuracy", "f1_macro", "recall_macro", "recall_rarest")
+Z_TWO_SIDED = float(scipy_stats.norm.ppf((1 + CONFIDENCE) / 2))  # 1.96
+
+
+@dataclass(frozen=True)
+class ChanceLevel:
+    """A metric's score for a predictor that learned nothing from the inputs, on the test split.
+
+    ``value``: classification, the class-prior predictor (always the test split's most common class, with the
+    test split's class frequencies as its probabilities); regression, the test mean as a constant prediction, whose
+    Pearson, Spearman and R^2 are 0 by definition. ``uniform``: the expected accuracy of a uniform random guess,
+    1 / classes (accuracy only, else NaN). ``examples``: the test split's size (0 when unknown). ``noise``: the
+    standard error of a score near ``value`` from the test split's size alone (``sampling_noise``; 0 when unknown).
+    """
+
+    metric: str
+    value: float
+    uniform: float = math.nan
+    classes: int = 0
+    examples: int = 0
+    noise: float = 0.0
+
+
+def sampling_noise(metric: str, value: float, examples: int) -> float:
+    """Standard error of ``metric`` near ``value`` on ``examples`` test examples: 1 / sqrt(n) for a correlation,
+    sqrt(p (1 - p) / n) for a rate (exact for accuracy, a yardstick for macro-F1 and recall); 0 for the others."""
+    if examples <= 0:
+        return 0.0
+    if metric in CORRELATIONS:
+        return 1 / math.sqrt(examples)
+    if metric in RATES:
+        rate = min(max(value, 0.0), 1.0)
+        return math.sqrt(rate * (1 - rate) / examples)
+    return 0.0
+
+
+def chance_level(
+    problem_type: str,
+    metric: str,
+    labels: np.ndarray | None = None,
+    classes: int | None = None,
+    examples: int | None = None,
+) -> ChanceLevel | None:
+    """``metric``'s chance level from the test ``labels`` (with ``classes`` outputs for classification); None when
+    it needs labels and there are none. ``examples``: the test split's size when there are no labels."""
+    if labels is None or len(labels) == 0:
+        if problem_type != "regression" or metric not in CHANCE_BY_DEFINITION:
+            return None
+        value = CHANCE_BY_DEFINITION[metric]
+        return ChanceLevel(metric, value, examples=examples or 0, noise=sampling_noise(metric, value, examples or 0))
+    labels = np.asarray(labels)
+    if problem_type == "classification":
+        classes = max(int(classes or 0), int(labels.max()) + 1)
+        prior = np.bincount(labels.astype(int), minlength=classes) / len(labels)
+        outputs = np.tile(np.log(np.maximum(prior, 1e-12)), (len(labels), 1))
+        uniform = 1 / classes if metric == "accuracy" else math.nan
+    else:
+        outputs, uniform = np.full((len(labels), 1), labels.astype(np.float64).mean()), math.nan
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # undefined precision of never-predicted classes
+        scores = compute_metrics(problem_type, outputs, labels)
+    if problem_type == "regression":
+        scores.update(CHANCE_BY_DEFINITION)
+    value = float(scores[metric])
+    return ChanceLevel(metric, value, uniform, classes or 0, len(labels), sampling_noise(metric, value, len(labels)))
+
+
+def near_chance(summary: Mapping[str, float], chance: ChanceLevel, higher_is_better: bool) -> bool:
+    """Whether a loss's mean (``summary``: n, mean, std, ci_low, ci_high) is within noise of the chance level.
+
+    No better than chance is near it; so is a margin under 1.96 times the test split's noise (``chance.noise``: every
+    seed is scored on the same test examples). Beyond that, with 2 or more seeds, the verdict's rule: the mean is
+    beyond noise only when its 95% CI excludes the level *and* the margin is at least its own seed std.
+    """
+    n, mean = int(summary["n"]), float(summary["mean"])
+    if n == 0 or not np.isfinite(mean) or not np.isfinite(chance.value):
+        return False
+    margin = mean - chance.value if higher_is_better else chance.value - mean
+    if margin <= 0 or margin < Z_TWO_SIDED * chance.noise:
+        return True
+    if n < 2:
+        return False
+    return bool(summary["ci_low"] <= chance.value <= summary["ci_high"] or margin < summary["std"])
 
 
 def ranks(scores: pd.DataFrame, higher_is_better: Mapping[str, bool]) -> pd.DataFrame:

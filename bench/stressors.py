@@ -18,11 +18,14 @@ import difflib
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 
 from bench.data import training_subset
+
+if TYPE_CHECKING:  # the spec parsing above the draws is needed before datasets is imported
+    import datasets
 
 SEPARATOR = "@"
 VERSION = "1"  # bump when a stressor's draw changes: it is part of a stressed run's task version

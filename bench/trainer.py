@@ -36,6 +36,41 @@ def weight_batch_loss(batch_value: Tensor, batch_size: int, num_items_in_batch: 
     return batch_value * batch_size / num_items_in_batch
 
 
+class LossShapeError(ValueError):
+    """A loss returned a tensor of the wrong shape: the run stops at once and is recorded as ``status=error``."""
+
+
+def check_loss_shape(loss: Loss, values: Tensor, batch_size: int) -> None:
+    """A per-example loss must return shape (batch,), a batch-level one (``per_example = False``) a scalar.
+
+    Anything else would still reduce to a number and train in silence, e.g. (batch, batch) from (batch, 1)
+    predictions broadcast against (batch,) labels.
+    """
+    expected = (batch_size,) if loss.per_example else ()
+    actual = tuple(values.shape)
+    if actual != expected:
+        kind = "a per-example loss" if loss.per_example else "a batch-level loss (per_example = False)"
+        raise LossShapeError(
+            f"Loss {loss.name!r} returned shape {actual}; {kind} must return shape {expected} for a batch of "
+            f"{batch_size}. {_likely_cause(loss, actual, batch_size)}"
+        )
+
+
+def _likely_cause(loss: Loss, actual: tuple[int, ...], batch_size: int) -> str:
+    if actual == (batch_size, batch_size):
+        return (
+            f"{actual}: did it broadcast (batch, 1) predictions against (batch,) labels? Squeeze the predictions "
+            "first (losses.base.regression_predictions does, and checks the shapes)."
+        )
+    if loss.per_example and actual == ():
+        return "It reduced the batch to one value: return the unreduced values, or declare per_example = False."
+    if not loss.per_example and actual == (batch_size,):
+        return "It returned one value per example: declare per_example = True (the default), or reduce them."
+    if loss.per_example and actual[:1] == (batch_size,):
+        return "Reduce the trailing dimensions (e.g. sum over classes) to one value per example."
+    return "See the Loss docstring in losses/base.py for the shapes."
+
+
 class DivergedError(RuntimeError):
     """The training loss became NaN or infinite: the run stops at once and is recorded as ``status=diverged``."""
 
@@ -51,7 +86,9 @@ class LossTrainer(Trainer):
     Trainer then pops the labels (the model computes no loss of its own), counts ``num_items_in_batch`` over the
     accumulated micro-batches, and treats the returned loss as already normalised for gradient accumulation.
     (There is no ``loss_fn=`` argument; passing one raises TypeError.) Losses that need the sentence embedding get
-    the last layer's [CLS] state; only they make the model return hidden states.
+    the last layer's [CLS] state; only they make the model return hidden states. Every batch's loss output is checked
+    for shape (``check_loss_shape``). A ``compute_loss_func`` registered through ``bench.adapters`` gets
+    ``num_items_in_batch`` and its value is used as it is, as the Trainer itself would.
     """
 
     def __init__(self, *args: Any, loss: Loss, **kwargs: Any) -> None:
@@ -76,12 +113,21 @@ class LossTrainer(Trainer):
     def compute_custom_loss(
         self, outputs: Any, labels: Tensor, num_items_in_batch: Tensor | int | None = None
     ) -> Tensor:
-        extra = {"embeddings": outputs.hidden_states[-1][:, 0]} if self.loss.needs_embeddings else {}
-        values = self.loss(outputs.logits, labels, **extra)
-        if self.loss.per_example:
-            loss = reduce_loss(values, num_items_in_batch)
-        else:
-            loss = weight_batch_loss(values, labels.shape[0], num_items_in_batch)
+        loss = self._reduced_loss(outputs, labels, num_items_in_batch)
         if self.model.training and not torch.isfinite(loss):
             raise DivergedError(self.state.global_step + 1, loss.item())
         return loss
+
+    def _reduced_loss(self, outputs: Any, labels: Tensor, num_items_in_batch: Tensor | int | None) -> Tensor:
+        """The loss of one micro-batch, normalised over the accumulated batch as the Trainer expects."""
+        if getattr(self.loss, "takes_num_items_in_batch", False):
+            # A Trainer compute_loss_func (bench.adapters): already normalised over the accumulated batch.
+            loss = self.loss(outputs.logits, labels, num_items_in_batch=num_items_in_batch)
+            check_loss_shape(self.loss, loss, labels.shape[0])
+            return loss
+        extra = {"embeddings": outputs.hidden_states[-1][:, 0]} if self.loss.needs_embeddings else {}
+        values = self.loss(outputs.logits, labels, **extra)
+        check_loss_shape(self.loss, values, labels.shape[0])
+        if self.loss.per_example:
+            return reduce_loss(values, num_items_in_batch)
+        return weight_batch_loss(values, labels.shape[0], num_items_in_batch)

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import datasets
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+
+if TYPE_CHECKING:  # imported where used, so that listing tasks and checking names stay fast
+    import datasets
 
 ProblemType = Literal["classification", "regression"]
 SPLITS = ("train", "validation", "test")
+F32_MAX = float(np.finfo(np.float32).max)  # regression targets are stored as float32: larger ones become inf
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,11 @@ class Task:
         """The raw examples: one column per text field and the label column (class name or float target)."""
         raise NotImplementedError
 
+    @property
+    def origin(self) -> str:
+        """Where the examples come from, as error messages name it (``FileTask``: the file)."""
+        return self.metadata.source
+
     def load(self) -> datasets.DatasetDict:
         """Cleaned, deduplicated examples split into train/validation/test, identical on every call."""
         frame = self.clean(self.read())
@@ -87,9 +95,13 @@ class Task:
         meta = self.metadata
         columns = [*meta.text_fields, meta.label_field]
         frame = frame[columns].copy()
+        read = len(frame)
         for field in meta.text_fields:
             frame[field] = frame[field].astype("string").str.strip()
         frame = frame.dropna().loc[lambda f: (f[list(meta.text_fields)] != "").all(axis=1)]
+        if frame.empty:
+            dropped = f" ({read} dropped: empty texts or missing labels)" if read else ""
+            raise ValueError(f"Task {self.name!r} ({self.origin}): no examples{dropped}; {self.split_requirement()}")
         text_key = frame[list(meta.text_fields)].agg("\x1f".join, axis=1).str.casefold()
         if meta.problem_type == "classification":
             unknown = set(frame[meta.label_field]) - set(meta.label_names)
@@ -99,12 +111,31 @@ class Task:
             frame = frame[labels_per_text == 1]
             text_key = text_key[frame.index]
         frame = frame[~text_key.duplicated()]
+        if meta.problem_type == "regression":
+            self._check_finite_targets(frame)
         return frame.reset_index(drop=True)
+
+    def _check_finite_targets(self, frame: pd.DataFrame) -> None:
+        """A regression target that is not a finite float32 (inf, 1e300) would only fail after training: refuse it."""
+        meta = self.metadata
+        targets = pd.to_numeric(frame[meta.label_field], errors="coerce").astype(float)
+        bad = ~(targets.abs() <= F32_MAX)  # NaN compares False: bad too
+        if bad.any():
+            first = bad.idxmax()
+            text = str(frame.loc[first, meta.text_fields[0]])
+            raise ValueError(
+                f"Task {self.name!r} ({self.origin}): {int(bad.sum())} regression target(s) are not finite numbers, "
+                f"e.g. {frame.loc[first, meta.label_field]!r} for the text {text[:60]!r}: fix or remove these examples"
+            )
 
     def split(self, frame: pd.DataFrame) -> datasets.DatasetDict:
         """Stratified split (classes, or target quantiles for regression) fixed by the task's ``split_seed``."""
+        import datasets
+        from sklearn.model_selection import train_test_split
+
         meta = self.metadata
         strata = self._strata(frame)
+        self._check_strata_sizes(frame, strata)
         held_out = meta.validation_fraction + meta.test_fraction
         train, rest = train_test_split(frame, test_size=held_out, random_state=meta.split_seed, stratify=strata)
         validation, test = train_test_split(
@@ -116,6 +147,53 @@ class Task:
         return datasets.DatasetDict(
             {name: self._to_dataset(part) for name, part in zip(SPLITS, (train, validation, test), strict=True)}
         )
+
+    def min_examples_per_stratum(self) -> int:
+        """The fewest examples of a class (or target quantile bin) with which the stratified split always succeeds.
+
+        scikit-learn holds out at least floor(n x held-out fraction) of a stratum of n examples. That share must have
+        2 or more examples (it refuses a stratum of one) and enough for one in validation and one in test.
+        """
+        meta = self.metadata
+        held_out = meta.validation_fraction + meta.test_fraction
+        test_share = meta.test_fraction / held_out
+        needed_held_out = max(2, math.ceil(1 / test_share - 1e-9), math.ceil(1 / (1 - test_share) - 1e-9))
+        count = needed_held_out
+        while math.floor(count * held_out - 1e-9) < needed_held_out:  # with a margin for float rounding
+            count += 1
+        return count
+
+    def split_requirement(self) -> str:
+        """What the stratified split needs, in words, for error messages."""
+        meta = self.metadata
+        fractions = (1 - meta.validation_fraction - meta.test_fraction, meta.validation_fraction, meta.test_fraction)
+        unit = "class" if meta.problem_type == "classification" else "target quantile bin (one bin per 20 examples)"
+        return (
+            f"the stratified {'/'.join(str(round(100 * f)) for f in fractions)} train/validation/test split needs "
+            f"at least {self.min_examples_per_stratum()} examples of every {unit}"
+        )
+
+    def _check_strata_sizes(self, frame: pd.DataFrame, strata: pd.Series) -> None:
+        """Refuse data that the stratified split cannot divide (scikit-learn's own error names no task), naming the
+        short classes (or target ranges) and how many examples each has, before any training."""
+        meta = self.metadata
+        needed = self.min_examples_per_stratum()
+        if meta.problem_type == "classification":
+            counts = strata.value_counts().reindex(meta.label_names, fill_value=0)
+            short = {repr(label): int(count) for label, count in counts.items() if count < needed}
+            fix = "add examples of these classes, or remove the classes from the data and from label_names"
+        else:
+            bins = frame[meta.label_field].astype(float).groupby(strata)
+            short = {f"targets {part.min():g} to {part.max():g}": len(part) for _, part in bins if len(part) < needed}
+            if len(frame) < needed:
+                short = {}  # one bin: the count in all says it
+            fix = "add examples"
+        if short or len(frame) < needed:
+            shown = "; " + ", ".join(f"{name} has {count}" for name, count in short.items()) if short else ""
+            raise ValueError(
+                f"Task {self.name!r} ({self.origin}): too few examples after cleaning ({len(frame)} in all{shown}); "
+                f"{self.split_requirement()}: {fix}"
+            )
 
     def _strata(self, frame: pd.DataFrame) -> pd.Series:
         labels = frame[self.metadata.label_field]
@@ -141,6 +219,8 @@ class Task:
         return frame
 
     def _to_dataset(self, part: pd.DataFrame) -> datasets.Dataset:
+        import datasets
+
         meta = self.metadata
         features = {field: datasets.Value("string") for field in meta.text_fields}
         data: dict[str, list] = {field: part[field].astype(str).tolist() for field in meta.text_fields}
@@ -169,6 +249,8 @@ def hub_unavailable_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
     cannot be reached costs about a minute of retries inside ``load_dataset``; one HEAD request finds out in seconds.
     Its answer is remembered for the process, so that a sweep over many runs pays for it once.
     """
+    import datasets
+
     if datasets.config.HF_HUB_OFFLINE:
         return "offline mode is on (HF_HUB_OFFLINE=1)"
     return _probe_hub(datasets.config.HF_ENDPOINT, timeout)
@@ -236,6 +318,8 @@ class HubTask(Task):
 
     def load_source(self) -> datasets.DatasetDict:
         """The dataset as ``load_dataset`` returns it (all splits), from a local directory, the cache or the hub."""
+        import datasets
+
         offline = datasets.config.HF_HUB_OFFLINE
         if not offline and not Path(self.dataset).is_dir():
             reason = hub_unavailable_reason()
@@ -257,6 +341,8 @@ class HubTask(Task):
         )
 
     def _check_label_names(self, features: datasets.Features) -> None:
+        import datasets
+
         meta = self.metadata
         source_names = {field: column for column, field in self.columns.items()}
         feature = features.get(source_names.get(meta.label_field, meta.label_field))
@@ -284,6 +370,11 @@ class FileTask(Task):
 
     path: ClassVar[str | Path]
     columns: ClassVar[Mapping[str, str]] = {}
+    encoding: ClassVar[str] = "utf-8"  # the file's text encoding: set e.g. "latin-1" for a file that is not UTF-8
+
+    @property
+    def origin(self) -> str:
+        return str(Path(self.path).expanduser())
 
     def read(self) -> pd.DataFrame:
         meta = self.metadata
@@ -292,19 +383,14 @@ class FileTask(Task):
             raise FileNotFoundError(f"Task {self.name!r}: data file {str(self.path)!r} not found ({path.absolute()})")
         suffixes = [suffix.lower() for suffix in path.suffixes]
         kind = suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in COMPRESSIONS else path.suffix.lower()
-        if kind in {".csv", ".tsv"}:
-            frame = pd.read_csv(path, sep="\t" if kind == ".tsv" else ",", dtype="string")
-        elif kind in {".jsonl", ".json"}:
-            try:
-                frame = pd.read_json(path, lines=True, dtype=False)
-            except ValueError as error:
-                raise ValueError(
-                    f"Task {self.name!r}: {path} is not JSON Lines (one object per line): {error}"
-                ) from None
-        else:
+        if kind not in {".csv", ".tsv", ".jsonl", ".json"}:
             raise ValueError(f"Task {self.name!r}: {path} is not .csv, .tsv, .jsonl or .json (optionally compressed)")
+        frame = self._parse(path, kind)
+        first_line = 2 if kind in {".csv", ".tsv"} else 1  # the file line of the frame's first row
+        if frame.empty:
+            raise self._no_examples(path, kind, header=len(frame.columns) > 0)
         frame = self._rename_columns(frame, self.columns, str(path))
-        self._check_rows(frame, path, first_line=2 if kind in {".csv", ".tsv"} else 1)
+        self._check_rows(frame, path, first_line=first_line)
         labels = frame[meta.label_field]
         if meta.problem_type == "classification":
             frame[meta.label_field] = labels.astype("string").str.strip()
@@ -312,10 +398,67 @@ class FileTask(Task):
             frame[meta.label_field] = pd.to_numeric(labels)
         return frame
 
+    def _parse(self, path: Path, kind: str, *, encoding_errors: str = "strict") -> pd.DataFrame:
+        """The file as read by pandas, every error naming the task and the file (and the line where one applies)."""
+        try:
+            if kind in {".csv", ".tsv"}:
+                return pd.read_csv(
+                    path,
+                    sep="\t" if kind == ".tsv" else ",",
+                    dtype="string",
+                    encoding=self.encoding,
+                    encoding_errors=encoding_errors,
+                )
+            return pd.read_json(path, lines=True, dtype=False, encoding=self.encoding, encoding_errors=encoding_errors)
+        except UnicodeDecodeError as error:
+            raise self._not_decodable(path, kind, error) from None
+        except pd.errors.EmptyDataError:  # no line at all, or only blank lines
+            raise self._no_examples(path, kind, header=False) from None
+        except ValueError as error:
+            if kind in {".csv", ".tsv"}:
+                raise ValueError(f"Task {self.name!r}: {path} could not be read as {kind}: {error}") from None
+            raise ValueError(f"Task {self.name!r}: {path} is not JSON Lines (one object per line): {error}") from None
+
+    def _file_columns(self) -> list[str]:
+        """The columns the file should have: the task's fields under the names ``columns`` maps from."""
+        names = {field: column for column, field in self.columns.items()}
+        return [names.get(field, field) for field in (*self.metadata.text_fields, self.metadata.label_field)]
+
+    def _no_examples(self, path: Path, kind: str, *, header: bool) -> ValueError:
+        """The error for a file that is empty, or has a header line and no example under it."""
+        columns = self._file_columns()
+        if kind not in {".csv", ".tsv"}:
+            where, problem = "line 1", "no JSON object in the file"
+            fix = f"Write one JSON object per line with the keys {', '.join(map(repr, columns))}"
+        elif header:
+            where, problem, fix = "line 2", "no example after the header line", "Add one example per line"
+        else:
+            separator = "," if kind == ".csv" else "\t"
+            where, problem = "line 1", "the file is empty"
+            fix = f"Write a header line naming the columns ({separator.join(columns)!r}), then one example per line"
+        return ValueError(f"Task {self.name!r}: {path} {where}: {problem}. {fix}; {self.split_requirement()}")
+
+    def _not_decodable(self, path: Path, kind: str, error: UnicodeDecodeError) -> ValueError:
+        """The error for bytes that are not valid in ``encoding``, with the first line that has them."""
+        where = ""
+        replaced = self._parse(path, kind, encoding_errors="replace")  # undecodable bytes become U+FFFD
+        if any("\ufffd" in str(column) for column in replaced.columns):
+            where = " line 1"
+        else:
+            has_replacement = replaced.apply(lambda column: column.astype("string").str.contains("\ufffd"))
+            rows = has_replacement.fillna(False).any(axis=1)
+            if rows.any():
+                where = f" line {rows.idxmax() + (2 if kind in {'.csv', '.tsv'} else 1)}"
+        return ValueError(
+            f"Task {self.name!r}: {path}{where} is not valid {self.encoding} ({error.reason}: byte "
+            f"{error.object[error.start : error.end]!r}). Save the file as UTF-8, or set `encoding = 'latin-1'` (or "
+            "the file's own encoding) on the task class"
+        )
+
     def _check_rows(self, frame: pd.DataFrame, path: Path, *, first_line: int) -> None:
         """Refuse a file with an empty text, a missing label, a class label not in ``label_names`` or a regression
-        label that is not a number, naming the task, the file's line and the value (a user's file is not cleaned
-        silently: such a row is a mistake to fix, not noise to drop)."""
+        label that is not a finite number, naming the task, the file's line and the value (a user's file is not
+        cleaned silently: such a row is a mistake to fix, not noise to drop)."""
         meta = self.metadata
         problems: list[tuple[pd.Series, str]] = []
         for field in meta.text_fields:
@@ -329,7 +472,12 @@ class FileTask(Task):
             valid = ", ".join(map(repr, meta.label_names))
             problems.append((~missing & ~labels.isin(meta.label_names), f"label {{value!r}} is not one of {valid}"))
         else:
-            problems.append((~missing & pd.to_numeric(raw, errors="coerce").isna(), "label {value!r} is not a number"))
+            numbers = [None if absent else _float_or_none(text) for text, absent in zip(labels, missing, strict=True)]
+            not_number = pd.Series([number is None for number in numbers], index=labels.index) & ~missing
+            # A target must be a finite float32: 'inf', 'nan' and 1e300 would only fail after training.
+            finite = pd.Series([n is not None and abs(n) <= F32_MAX for n in numbers], index=labels.index)
+            problems.append((not_number, "label {value!r} is not a number"))
+            problems.append((~missing & ~not_number & ~finite, "label {value!r} is not a finite number"))
         bad = pd.concat([mask for mask, _ in problems], axis=1).any(axis=1)
         if not bad.any():
             return
@@ -337,5 +485,14 @@ class FileTask(Task):
         message = next(text for mask, text in problems if mask.loc[first])
         more = f" ({int(bad.sum())} rows have problems; the first is shown)" if bad.sum() > 1 else ""
         raise ValueError(
-            f"Task {self.name!r}: {path} line {first + first_line}: {message.format(value=labels.loc[first])}{more}"
+            f"Task {self.name!r}: {path} line {first + first_line}: {message.format(value=labels.loc[first])}{more}. "
+            f"Fix or remove {'these rows' if more else 'the row'} in the file"
         )
+
+
+def _float_or_none(text: str) -> float | None:
+    """``float(text)``, which reads 'inf' and 'nan' too, or None for text that is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import runner
+from bench import docs, runner
 from bench.adapters import register_compute_loss_func, register_module_loss
 from bench.config import TrainConfig
 from bench.registry import LOSSES, Registry
 from bench.results import ResultsStore
+from tests import test_loss_contract as contract
 
 
 class CustomMSELoss(nn.Module):
@@ -75,3 +79,89 @@ def test_tutorial_loss_runs_in_the_matrix_and_matches_mse(tiny_model_dir, tmp_pa
     frame = ResultsStore(tmp_path).load().set_index("loss")
     assert frame.at["tutorial_mse", "status"] == "ok"
     assert frame.at["tutorial_mse", "test_mse"] == pytest.approx(frame.at["mse", "test_mse"], rel=1e-5)
+
+
+def test_adapter_refuses_a_loss_that_broadcasts(registry):
+    """An HF-style function that squeezes the logits but not the (batch, 1) labels would broadcast to (batch, batch)."""
+
+    def squeezing_mse(outputs, labels, num_items_in_batch=None):
+        return F.mse_loss(outputs.logits.squeeze(-1), labels)
+
+    loss = register_compute_loss_func("squeezing_mse", squeezing_mse, registry=registry)()
+    with pytest.raises(ValueError, match="'squeezing_mse' broadcasts its predictions against labels of another shape"):
+        loss(torch.randn(4, 1), torch.randn(4))
+
+
+def test_compute_loss_func_that_divides_by_num_items_works_outside_the_trainer(registry):
+    def summed(outputs, labels, num_items_in_batch):
+        return F.cross_entropy(outputs.logits, labels, reduction="sum") / num_items_in_batch
+
+    loss = register_compute_loss_func("summed", summed, problem_types={"classification"}, registry=registry)()
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
+    torch.testing.assert_close(loss(logits, labels), F.cross_entropy(logits, labels))
+
+
+def test_adapters_take_the_wrapped_docstring(registry):
+    def documented(outputs, labels, num_items_in_batch=None):
+        """Documented.
+
+            L = 1
+
+        Reference: nobody.
+        """
+        return outputs.logits.sum() * 0 + 1
+
+    adapted = register_compute_loss_func("documented", documented, registry=registry)
+    assert docs.formula_and_reference(adapted) == ("L = 1", "nobody.")
+
+    class Undocumented(CustomMSELoss):
+        pass
+
+    undocumented = register_module_loss("undocumented", Undocumented, problem_types={"regression"}, registry=registry)
+    assert "Undocumented has no docstring: give it one with the formula" in undocumented.__doc__
+
+
+# --- README's examples are loss plug-ins that pass the contract tests -------------------------------------------------
+
+
+def readme_loss_modules() -> dict[str, str]:
+    """README's Python code blocks that start with ``# losses/NAME.py``: NAME -> code."""
+    blocks = re.findall(r"```python\n# losses/(\w+)\.py\n(.*?)```", docs.README.read_text(), flags=re.DOTALL)
+    return dict(blocks)
+
+
+@pytest.fixture
+def readme_plugins(tmp_path, monkeypatch) -> dict[str, str]:
+    """README's loss examples dropped into a temporary plug-in package that LOSSES discovers instead of losses/."""
+    package = f"readme_losses_{tmp_path.name}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    modules = readme_loss_modules()
+    for name, code in modules.items():
+        (tmp_path / package / f"{name}.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(LOSSES, "package", package)
+    monkeypatch.setattr(LOSSES, "_items", {})
+    monkeypatch.setattr(LOSSES, "_discovered", False)
+    monkeypatch.setattr(LOSSES, "_failed_imports", [])
+    yield modules
+    for name in [name for name in sys.modules if name == package or name.startswith(f"{package}.")]:
+        del sys.modules[name]
+
+
+def test_readme_has_the_loss_examples():
+    assert {"squared_hinge", "tutorial_mse", "summed_cross_entropy"} <= set(readme_loss_modules())
+
+
+def test_readme_loss_examples_pass_the_loss_contract(readme_plugins):
+    assert LOSSES.names() == sorted(readme_plugins)
+    for name in LOSSES.names():
+        contract.test_default_constructible_with_documented_formula(name)
+        formula, reference = docs.formula_and_reference(LOSSES.get(name))
+        assert formula and reference, f"make docs would write an empty formula or reference for {name}"
+        for problem_type in sorted(LOSSES.get(name).problem_types):
+            contract.test_shape_finite_and_gradient_flows(name, problem_type)
+            contract.test_bfloat16_inputs_stay_finite(name, problem_type)
+            contract.test_gradcheck_float64(name, problem_type)
+            for sign in (1.0, -1.0):
+                contract.test_extreme_logits_stay_finite(name, problem_type, sign)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from bench.cli import main
+from bench import cli
+from bench.cli import build_parser, main
 from bench.registry import LOSSES, TASKS
 
 
@@ -98,3 +101,109 @@ def test_executor_options_that_do_not_apply_are_refused(tmp_path, capsys, monkey
     assert main([*run, "--executor", "ray"]) == 2
     assert "pip install -e '.[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+# --- bad input is refused before anything is loaded or trained -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--seeds", "0,,1", r"integers in \[0, 4294967295\], no empty item and none twice .*'0,,1': item 2 is empty"),
+        ("--seeds", "0,1,0", "0 appears twice"),
+        ("--seeds", "-1", r"'-1' is not an integer in \[0, 4294967295\]"),
+        ("--seeds", "4294967296", "is not an integer in"),
+        ("--train-size", "0", "train-size must be an integer >= 1 or 'all', got '0'"),
+        ("--train-size", "ten", "train-size must be an integer >= 1 or 'all', got 'ten'"),
+        ("--epochs", "0", "epochs must be a finite number > 0, got '0'"),
+        ("--epochs", "inf", "epochs must be a finite number > 0, got 'inf'"),
+        ("--lr", "-0.001", "lr must be a finite number > 0, got '-0.001'"),
+        ("--lr", "nan", "lr must be a finite number > 0, got 'nan'"),
+        ("--batch-size", "0", "batch-size must be an integer >= 1, got '0'"),
+        ("--max-length", "4", "max-length must be an integer >= 8, got '4'"),
+        ("--eval-steps", "-5", "eval-steps must be an integer >= 0, got '-5'"),
+        ("--workers", "0", "workers must be an integer >= 1, got '0'"),
+    ],
+)
+def test_bad_numbers_are_refused_with_their_valid_range(tmp_path, capsys, flag: str, value: str, message: str):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--tasks", "trec", "--losses", "focal", "--out", str(tmp_path), flag, value])
+    assert exit_.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_good_numbers_parse():
+    args = build_parser().parse_args(
+        ["run", "--seeds", " 3, 0 ,7", "--train-size", "all", "--epochs", "0.5", "--lr", "3e-5", "--eval-steps", "0"]
+    )
+    assert (args.seeds, args.train_size, args.epochs, args.lr, args.eval_steps) == ([3, 0, 7], None, 0.5, 3e-5, 0)
+
+
+def must_not_load_the_model(name: str) -> str:
+    raise AssertionError(f"the model {name!r} was checked before the bad --out was found")
+
+
+def test_out_that_is_a_regular_file_is_refused_before_anything_loads(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "check_model", must_not_load_the_model)
+    regular = tmp_path / "results.txt"
+    regular.write_text("my notes\n")
+    run = ["run", "--tasks", "trec", "--losses", "focal", "--seeds", "0"]
+    assert main([*run, "--out", str(regular)]) == 2
+    assert f"lossbench: error: --out {regular}: it is a regular file, not a folder" in capsys.readouterr().err
+    assert main([*run, "--out", str(regular / "results")]) == 2  # fails for root too
+    assert f"since {regular} is a regular file, not a folder" in capsys.readouterr().err
+    assert regular.read_text() == "my notes\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+def test_out_that_cannot_be_written_is_refused_before_anything_loads(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "check_model", must_not_load_the_model)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        run = ["run", "--tasks", "trec", "--losses", "focal", "--seeds", "0"]
+        assert main([*run, "--out", str(locked)]) == 2
+        assert f"--out {locked}: cannot be written (Permission denied)" in capsys.readouterr().err
+        assert main([*run, "--out", str(locked / "new" / "results")]) == 2
+        assert f"cannot be created in {locked} (Permission denied)" in capsys.readouterr().err
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_out_check_creates_nothing(tmp_path):
+    cli.check_out_dir(str(tmp_path / "a" / "b"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_max_length_above_the_model_limit_is_refused(tiny_model_dir, tmp_path, capsys):
+    run = ["run", "--tasks", "trec", "--losses", "focal", "--model", str(tiny_model_dir), "--out", str(tmp_path)]
+    assert main([*run, "--max-length", "129"]) == 2  # the tiny model has 128 positions
+    assert "--max-length 129 is more than the model's 128 positions: give --max-length in [8, 128]" in (
+        capsys.readouterr().err
+    )
+
+
+HEAVY_MODULES = ("transformers", "datasets", "sklearn", "scipy", "matplotlib", "ray")
+
+
+def test_listing_and_checking_arguments_import_no_heavy_library():
+    """`lossbench list`, `--help`-free argument parsing, name checks and the matrix build stay light (torch is
+    allowed: the losses are torch modules); the libraries that make a command slow load only to train or report."""
+    code = """
+import json, sys
+from bench import cli
+assert cli.main(["list", "tasks"]) == 0 and cli.main(["list", "losses"]) == 0
+assert cli.main(["run", "--tasks", "trecc", "--losses", "focal"]) == 2
+assert cli.main(["run", "--tasks", "trec@nois=0.2"]) == 2
+assert cli.main(["run", "--tasks", "trec", "--losses", "focal:gama=1"]) == 2
+assert cli.main(["run", "--tasks", "trec", "--out", sys.executable]) == 2  # a regular file
+args = cli.build_parser().parse_args(["run", "--tasks", "trec@noise=0.2,vader_*", "--losses", "focal:gamma=1,mse"])
+runs, skipped = cli.plan_matrix(args, cli.train_config(args))
+assert len(runs) == 3 * 5 and len(skipped) == 5
+print(json.dumps(sorted(name for name in HEAVY if name in sys.modules)))
+""".replace("HEAVY", repr(HEAVY_MODULES))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bench.config import RunSpec, TrainConfig
@@ -33,3 +35,20 @@ def test_precision_is_part_of_the_run_identity():
 def test_out_of_range_settings_name_the_field(field: str, value: float):
     with pytest.raises(ValueError, match=f"{field}={value!r}"):
         TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [
+        ("train_size", 0, "an integer >= 1, or None for all"),
+        ("epochs", math.inf, "a finite number > 0"),
+        ("learning_rate", 0.0, "a finite number > 0"),
+        ("batch_size", 0, "an integer >= 1"),
+        ("max_length", 4, "an integer >= 8"),
+        ("weight_decay", -0.1, "a finite number >= 0"),
+        ("warmup_ratio", 1.0, r"a number in \[0, 1\)"),
+    ],
+)
+def test_out_of_range_settings_name_the_valid_range(field: str, value: float, valid: str):
+    with pytest.raises(ValueError, match=f"Invalid {field}={value!r}: must be {valid}"):
+        TrainConfig(precision="fp32", **{field: value})

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, mean_absolute_error, mean_squared_error
 
-from bench.metrics import HIGHER_IS_BETTER, compute_metrics
+from bench.metrics import HIGHER_IS_BETTER, METRIC_RANGE, compute_metrics
 
 CLASS_LOGITS = np.array(
     [[2.0, 0.1, -1.0], [0.3, 0.2, 0.9], [-1.0, 3.0, 0.0], [0.5, 0.4, 0.1], [0.0, 0.2, 0.1], [1.0, -2.0, 4.0]]
@@ -125,3 +125,36 @@ def test_regression_r2_and_target_regions() -> None:
     regions = compute_metrics("regression", predictions[:, None], targets)
     assert regions["mae_rare"] == pytest.approx(2.0 * 9 / 13)  # 13 = 39 // 3 rarest: the 9 far + 4 sparse ones
     assert regions["mae_common"] == pytest.approx(0.0)
+
+
+# --- ranges ---------------------------------------------------------------------------------------------------------
+
+
+def test_every_metric_declares_its_range_beside_its_direction() -> None:
+    assert set(METRIC_RANGE) == set(HIGHER_IS_BETTER)
+    expected = {
+        **dict.fromkeys(("accuracy", "f1_macro", "recall_macro", "recall_rarest", "ece"), (0.0, 1.0)),
+        **dict.fromkeys(("mcc", "pearson", "spearman"), (-1.0, 1.0)),
+        "r2": (-math.inf, 1.0),
+        **dict.fromkeys(("mse", "mae", "mae_rare", "mae_common", "nll"), (0.0, math.inf)),
+        "brier": (0.0, 2.0),  # summed over classes
+        "loss": (-math.inf, math.inf),
+    }
+    assert METRIC_RANGE == expected
+
+
+def test_extreme_predictions_stay_inside_the_declared_ranges() -> None:
+    """All probability on a wrong class reaches Brier's upper bound 2; a perfect model reaches the other ends."""
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    wrong = np.eye(3)[(labels + 1) % 3] * 50.0
+    right = np.eye(3)[labels] * 50.0
+    for logits in (wrong, right, CLASS_LOGITS):
+        for name, value in compute_metrics("classification", logits, labels).items():
+            low, high = METRIC_RANGE[name]
+            assert low - 1e-12 <= value <= high + 1e-12, (name, value)
+    assert compute_metrics("classification", wrong, labels)["brier"] == pytest.approx(2.0)
+    assert compute_metrics("classification", wrong, labels)["mcc"] == pytest.approx(-0.5)
+    for predictions in (REGRESSION_LABELS, -REGRESSION_LABELS, REGRESSION_PREDICTIONS):
+        for name, value in compute_metrics("regression", predictions[:, None], REGRESSION_LABELS).items():
+            low, high = METRIC_RANGE[name]
+            assert low - 1e-12 <= value <= high + 1e-12, (name, value)

@@ -43,8 +43,9 @@ def test_matrix_rows_read_the_recorded_invocations(tmp_path, monkeypatch):
 
 def test_where_time_goes_uses_finished_fine_tunes_only(tmp_path):
     store = ResultsStore(tmp_path)
-    row = {"task": "trec", "test_examples": 808, "protocol": "fine-tune"}
-    for run_id, seconds, status in (("a", 4.0, "ok"), ("b", 6.0, "ok"), ("c", 99.0, "error")):
+    row = {"task": "trec", "task_version": "1.1", "problem_type": "classification", "main_metric": "f1_macro",
+           "loss": "focal", "seed": 0, "test_f1_macro": 0.5, "test_examples": 808, "protocol": "fine-tune"}  # fmt: skip
+    for run_id, seconds, status in (("a" * 16, 4.0, "ok"), ("b" * 16, 6.0, "ok"), ("c" * 16, 99.0, "error")):
         store.put({**row, "run_id": run_id, "status": status, "train_seconds": seconds, "eval_seconds": 1.0,
                    "wall_seconds": seconds + 2})  # fmt: skip
     ((task, runs, train, evaluation, wall),) = where_time_goes(tmp_path)

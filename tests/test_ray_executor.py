@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from bench import executors
 from bench.cli import main
@@ -22,6 +21,7 @@ from bench.environment import git_commit
 from bench.executors import LocalExecutor, RayExecutor, ray_session
 from bench.results import PREDICTIONS_FILE, ResultsStore
 from bench.runner import build_matrix, run_matrix
+from tests.helpers import torch_threads
 
 ray = pytest.importorskip("ray")
 # pytest imports this file as a top-level module that Ray's workers cannot import: send its functions by value.
@@ -65,15 +65,10 @@ def ray_instance():
 
 def test_same_config_gives_the_same_metrics_as_the_local_executor(ray_instance, tiny_train, tmp_path):
     """Identical when the thread counts match: each Ray task has one torch thread per reserved CPU (1 here), so the
-    local executor runs with 1 thread too. The thread count changes how float sums are split: on the real model a
-    trec run scored macro-F1 0.65919 with 1 thread and 0.65935 with 2 (the tiny model happens to match)."""
+    local executor runs with 1 thread too (see ``torch_threads``)."""
     runs, skipped = build_matrix(["trec", "vader_movies"], ["cross_entropy", "mse"], [0], tiny_train)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         assert run_matrix(runs, skipped, tmp_path / "local", quiet=True, executor=LocalExecutor()) == []
-    finally:
-        torch.set_num_threads(threads)
     executor = RayExecutor(cpus_per_run=1)
     assert run_matrix(runs, skipped, tmp_path / "ray", quiet=True, executor=executor) == []
 

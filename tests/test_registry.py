@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
+from pathlib import Path
 
 import pytest
 
+from bench import cli
 from bench.plugins import get_loss, get_task
-from bench.registry import LOSSES, TASKS, Registry, UnknownNameError
+from bench.registry import LOSSES, TASKS, PluginImportError, Registry, UnknownNameError
 
 REGISTRIES = [pytest.param(LOSSES, id="losses"), pytest.param(TASKS, id="tasks")]
 
@@ -106,3 +109,52 @@ def test_module_file_name_is_registry_key(registry: Registry) -> None:
         assert module in registry.names(), f"{registry.package}/{module}.py does not register {module!r}"
         assert registry.get(module).__module__ == f"{registry.package}.{module}"
         assert registry.get(module).name == module
+
+
+# --- a plug-in file that fails to import ------------------------------------------------------------------------------
+
+GOOD_PLUGIN = "from {package} import THINGS\n\n\n@THINGS.register('good')\nclass Good:\n    pass\n"
+BROKEN_PLUGIN = "import numpy\n\nimport no_such_module_for_lossbench_tests  # noqa: F401\n"
+
+
+@pytest.fixture
+def broken_plugins(tmp_path, monkeypatch) -> tuple[Registry, Path]:
+    """A temporary plug-in package (not losses/) with one good and one broken module, and its registry."""
+    package = f"plugins_{tmp_path.name}"
+    folder = tmp_path / package
+    folder.mkdir()
+    (folder / "__init__.py").write_text("from bench.registry import Registry\n\nTHINGS = Registry('thing', __name__)\n")
+    (folder / "good.py").write_text(GOOD_PLUGIN.format(package=package))
+    (folder / "broken.py").write_text(BROKEN_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = importlib.import_module(package).THINGS
+    yield registry, folder / "broken.py"
+    for name in [name for name in sys.modules if name == package or name.startswith(f"{package}.")]:
+        del sys.modules[name]
+
+
+def test_a_plugin_that_fails_to_import_fails_every_call_naming_the_file(broken_plugins):
+    registry, broken_file = broken_plugins
+    messages = []
+    for call in (registry.names, lambda: registry.get("good"), lambda: registry.resolve(["good"]), registry.names):
+        with pytest.raises(PluginImportError) as error:
+            call()
+        messages.append(str(error.value))
+    assert len(set(messages)) == 1, "every call must fail the same way"
+    assert str(broken_file) in messages[0]
+    assert "line 3: ModuleNotFoundError: No module named 'no_such_module_for_lossbench_tests'" in messages[0]
+    assert "good.py" not in messages[0]
+
+
+def test_cli_reports_a_broken_plugin_as_an_error(broken_plugins, monkeypatch, capsys):
+    """`lossbench list losses` with a broken file among the loss plug-ins: exit 2 and the file named, twice."""
+    registry, broken_file = broken_plugins
+    monkeypatch.setattr(LOSSES, "package", registry.package)
+    monkeypatch.setattr(LOSSES, "_items", {})
+    monkeypatch.setattr(LOSSES, "_discovered", False)
+    monkeypatch.setattr(LOSSES, "_failed_imports", [])
+    for _ in range(2):
+        assert cli.main(["list", "losses"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("lossbench: error: 1 loss plug-in file in ")
+        assert str(broken_file) in error and "No module named 'no_such_module_for_lossbench_tests'" in error

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from bench import cli, runner
+from bench.registry import TASKS
 from bench.results import ResultsStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +114,7 @@ def test_a_bad_data_file_stops_the_matrix_before_any_training(tiny_model_dir, tm
             higher_is_better=True, source="bad.csv", version="1.0", description="bad rows",
         )  # fmt: skip
 
-    real_get_task = runner.get_task
-    monkeypatch.setattr(runner, "get_task", lambda name: BadTask() if name == "bad_reviews" else real_get_task(name))
+    monkeypatch.setitem(TASKS._items, "bad_reviews", BadTask)  # a registered plug-in, as a file would be
     train = runner.TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32)
     runs, _ = runner.build_matrix(["trec"], ["cross_entropy"], [0], train)
     bad = runner.RunSpec("bad_reviews", "1.0", "cross_entropy", 0, train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -12,11 +13,15 @@ import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
+from bench import plots as plots_module
 from bench import stats
+from bench.config import TrainConfig
 from bench.docs import README
+from bench.metrics import METRIC_RANGE
 from bench.plots import file_stem
-from bench.report import STATS_FILE, render_report, write_report
+from bench.report import CLIPPED_NOTE, ONLY_FINAL_HISTORY, STATS_FILE, render_report, write_report
 from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUNS_DIR
+from bench.runner import build_matrix, logging_steps, run_matrix
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASSIFICATION = {"rt_polarity": "accuracy", "sms_spam": "f1_macro", "trec": "f1_macro", "trec@noise=0.2": "f1_macro"}
@@ -26,10 +31,15 @@ REGRESSION_LOSSES = ("mse", "mae", "huber")
 EFFECTS = {"focal": 0.005, "dice": -0.3, "weighted_cross_entropy": 0.0, "mae": -0.01, "huber": 0.0}
 
 
+def _run_id(name: str) -> str:
+    """A run id of the real form (16 hex digits), stable for a name."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
 def _row(task: str, loss: str, seed: int, rng: np.random.Generator, extra_metrics: bool) -> dict:
     classification = task in CLASSIFICATION
     row = {
-        "run_id": f"{task}-{loss}-{seed}".replace("@", "_").replace("=", "_"),
+        "run_id": _run_id(f"{task}-{loss}-{seed}"),
         "status": "ok",
         "task": task,
         "task_base": task.split("@")[0],
@@ -90,16 +100,17 @@ def synthetic_results(
         losses = CLASSIFICATION_LOSSES if task in CLASSIFICATION else REGRESSION_LOSSES
         rows += [_row(task, loss, seed, rng, extra_metrics) for loss in losses for seed in range(seeds)]
     rows.append(
-        {"run_id": "skip-1", "status": "skipped", "task": "trec", "problem_type": "classification",
-         "main_metric": "f1_macro", "loss": "mse", "loss_spec": "mse", "message": "mse supports regression"}
+        {"run_id": "skip-" + _run_id("skip-1"), "status": "skipped", "task": "trec", "task_version": "1.0",
+         "problem_type": "classification", "main_metric": "f1_macro", "loss": "mse", "loss_spec": "mse",
+         "message": "mse supports regression"}
     )  # fmt: skip
     if failed:
         rows += [
-            {**_row("trec", "focal", seeds, rng, extra_metrics), "run_id": "err-1", "status": "error",
+            {**_row("trec", "focal", seeds, rng, extra_metrics), "run_id": _run_id("err-1"), "status": "error",
              "error_type": "RuntimeError", "message": "boom in focal"},
-            {"run_id": "div-1", "status": "diverged", "task": "sms_spam", "problem_type": "classification",
-             "main_metric": "f1_macro", "loss": "dice", "loss_spec": "dice", "seed": seeds,
-             "error_type": "FloatingPointError", "message": "loss became NaN at step 12"},
+            {"run_id": _run_id("div-1"), "status": "diverged", "task": "sms_spam", "task_version": "1.0",
+             "problem_type": "classification", "main_metric": "f1_macro", "loss": "dice", "loss_spec": "dice",
+             "seed": seeds, "error_type": "FloatingPointError", "message": "loss became NaN at step 12"},
         ]  # fmt: skip
         for column in [c for c in rows[-2] if c.startswith("test_")]:
             rows[-2][column] = np.nan
@@ -263,3 +274,138 @@ def test_readme_explains_the_report_columns():
     for term in ("`n`", "`95% CI`", "`p (Holm)`", "`verdict`", "within noise", "Holm", "Friedman", "Nemenyi",
                  "`recall_rarest", "`ece", "`mae_rare", "`r2", "`train s`", "`peak MB`", "plots/"):  # fmt: skip
         assert term in section, term
+
+
+# --- a small run's report: bounded intervals, chance level, pooled ECE, learning curves ------------------------------
+
+INTERVAL = re.compile(r"\[(-?\d+\.\d+), (-?\d+\.\d+)\]")
+
+
+def _small_run(out) -> pd.DataFrame:
+    """Two seeds, as in issue 12: a rare-class recall that is 0 on one seed and 0.97 on the other, and a loss whose
+    accuracy is 0.50 / 0.52 on rt_polarity."""
+    runs = synthetic_results(out, seeds=2)
+    focal_sms = (runs["task"] == "sms_spam") & (runs["loss_spec"] == "focal") & (runs["status"] == "ok")
+    runs.loc[focal_sms, "test_recall_rarest"] = [0.0, 0.9667]
+    weak = (runs["task"] == "rt_polarity") & (runs["loss_spec"] == "weighted_cross_entropy")
+    runs.loc[weak, "test_accuracy"] = [0.50, 0.52]
+    runs.to_csv(out / "runs.csv", index=False)
+    return runs
+
+
+def _all_metrics_rows(report: str, task: str):
+    """(metric, loss, cells) of a task's "All metrics" table."""
+    section = report[report.index(f"## {task}\n") :]
+    section = section[section.index("<details>") : section.index("</details>")]
+    for line in [line for line in section.splitlines() if line.startswith("|")][2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        yield cells[0].split()[0], cells[1], cells
+
+
+def test_small_run_intervals_stay_inside_each_metrics_range(tmp_path):
+    _small_run(tmp_path)
+    report = write_report(tmp_path, plots=False).read_text()
+    checked = 0
+    for task in ("rt_polarity", "sms_spam", "trec", "vader_movies"):
+        for metric, loss, cells in _all_metrics_rows(report, task):
+            low, high = METRIC_RANGE[metric]
+            for interval in (cells[4], cells[6]):  # 95% CI of the mean, 95% CI of the paired difference
+                match = INTERVAL.search(interval)
+                if match:
+                    a, b = float(match[1]), float(match[2])
+                    width = high - low
+                    bounds = (low, high) if interval is cells[4] else (-width, width)
+                    assert bounds[0] <= a <= b <= bounds[1], (task, metric, loss, interval)
+                    checked += 1
+    assert checked > 100
+    # the issue's recall interval [-5.65, 6.63] is now [0, 1], marked as clipped, with a note under the table
+    focal = next(cells for metric, loss, cells in _all_metrics_rows(report, "sms_spam")
+                 if (metric, loss) == ("recall_rarest", "focal"))  # fmt: skip
+    assert focal[4] == "[0.0000, 1.0000]†"
+    section = report[report.index("## sms_spam\n") : report.index("## trec\n")]
+    assert CLIPPED_NOTE in section and "clipped to the metric's range" in report
+
+
+def test_small_run_report_states_the_chance_level_and_marks_losses_at_chance(tmp_path):
+    runs = _small_run(tmp_path)
+    report = write_report(tmp_path, plots=False).read_text()
+    one_run = runs[(runs["task"] == "rt_polarity") & (runs["status"] == "ok")]["run_id"].iloc[0]
+    labels = np.load(tmp_path / RUNS_DIR / one_run / PREDICTIONS_FILE)["labels"]
+    majority = np.bincount(labels).max() / len(labels)  # the synthetic test labels are 200 random 0/1 labels
+    section = report[report.index("## rt_polarity\n") : report.index("## sms_spam\n")]
+    assert f"Chance level of accuracy: {majority:.4f}, always predicting the most common of the 200 test labels" in (
+        section
+    )
+    assert "a uniform random guess scores 1/2 = 0.5000" in section
+    weak = next(line for line in section.splitlines() if line.startswith("| weighted_cross_entropy "))
+    assert "0.5100 ± 0.0141 ≈ chance" in weak
+    strong = next(line for line in section.splitlines() if line.startswith("| focal "))
+    assert "chance" not in strong
+    assert f"On rt_polarity, 2 losses are within noise of chance level (accuracy {majority:.4f})" in _headline(report)
+    vader = report[report.index("## vader_movies\n") :]
+    assert "Chance level of pearson: 0, a prediction that ignores the input" in vader
+    # without saved predictions a classification task's chance level is unknown, and said so
+    assert "Chance level of f1_macro: unknown" in render_report(runs)
+
+
+def _keep_tasks(out, runs: pd.DataFrame, tasks: tuple[str, ...]) -> pd.DataFrame:
+    """Only these tasks' rows in runs.csv: fewer figures to draw."""
+    runs = runs[runs["task"].isin(tasks)]
+    runs.to_csv(out / "runs.csv", index=False)
+    return runs
+
+
+def test_report_says_what_the_reliability_diagrams_pool_and_shows_both_eces(tmp_path, monkeypatch):
+    _keep_tasks(tmp_path, synthetic_results(tmp_path, seeds=3), ("trec",))
+    drawn = {}
+    original = plots_module.reliability_plot
+
+    def recording(bins, pooled, mean_of_runs, title, path):
+        drawn[title.split(":")[0]] = (pooled, mean_of_runs)
+        return original(bins, pooled, mean_of_runs, title, path)
+
+    monkeypatch.setattr(plots_module, "reliability_plot", recording)
+    report = write_report(tmp_path).read_text()
+    frame = pd.read_csv(tmp_path / STATS_FILE)
+    ece = frame[(frame["task"] == "trec") & (frame["metric"] == "ece")].set_index("loss")["mean"]
+    pooled, mean_of_runs = drawn["trec"]
+    assert mean_of_runs == pytest.approx(ece.to_dict())  # the panels show the table's number beside the pooled one
+    assert set(pooled) == set(mean_of_runs)
+    section = report[report.index("## trec\n") :]
+    link = section.index("[reliability diagrams](plots/trec_reliability.png)")
+    note = section[link : link + 800]
+    assert "**pooled ECE**" in note and "**mean of the runs' own ECEs**" in note and "`ece` column" in note
+    how_to_read = report[report.index("## How to read this report") :]
+    assert "The column is the mean of the runs' own ECEs" in how_to_read and "pool every" in how_to_read
+
+
+def test_a_history_with_only_its_final_summary_is_reported_as_such(tmp_path):
+    runs = _keep_tasks(tmp_path, synthetic_results(tmp_path, seeds=2), ("trec", "sms_spam"))
+    final_only = [{"train_runtime": 1.0, "train_loss": 0.7, "epoch": 1.0, "step": 4}]
+    for run_id in runs.loc[(runs["task"] == "trec") & (runs["status"] == "ok"), "run_id"]:
+        (tmp_path / RUNS_DIR / run_id / LOG_HISTORY_FILE).write_text(json.dumps(final_only))
+    report = write_report(tmp_path).read_text()
+    section = report[report.index("## trec\n") :]
+    assert f"learning curves: none ({ONLY_FINAL_HISTORY})" in section
+    assert "no per-run log history was found" not in section
+    assert "[learning curves](plots/sms_spam_learning_curves.png)" in report
+
+
+@pytest.mark.parametrize(
+    ("examples", "batch_size", "epochs", "expected"),
+    [(64, 16, 1.0, 1), (450, 16, 1.0, 2), (450, 16, 5.0, 10), (24, 8, 1.0, 1), (3404, 16, 1.0, 10)],
+)
+def test_logging_steps_log_every_run_at_least_once(examples, batch_size, epochs, expected):
+    assert logging_steps(examples, batch_size, epochs) == expected
+
+
+def test_a_four_step_run_logs_its_training_loss_and_gets_learning_curves(tiny_model_dir, tmp_path):
+    train = TrainConfig(model=str(tiny_model_dir), train_size=64, batch_size=16, max_length=32)
+    runs, skipped = build_matrix(["trec"], ["cross_entropy"], [0], train)
+    run_matrix(runs, skipped, tmp_path, quiet=True)
+    history = json.loads((tmp_path / RUNS_DIR / runs[0].run_id / LOG_HISTORY_FILE).read_text())
+    assert history[-1]["step"] == 4  # 64 examples / 16 per batch
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4]
+    report = write_report(tmp_path).read_text()
+    assert "[learning curves](plots/trec_learning_curves.png)" in report
+    _assert_png(tmp_path / "plots" / "trec_learning_curves.png")

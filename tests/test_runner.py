@@ -113,10 +113,12 @@ def test_same_config_twice_gives_identical_metrics(tiny_train, tmp_path):
 def test_report_with_missing_metrics_renders(tmp_path):
     """A report from a CSV with only failed and skipped rows still renders."""
     rows = [
-        {"run_id": "a", "status": "error", "task": "trec", "problem_type": "classification", "main_metric": "f1_macro",
-         "loss": "focal", "loss_spec": "focal", "seed": 0, "error_type": "RuntimeError", "message": "boom"},
-        {"run_id": "b", "status": "skipped", "task": "trec", "problem_type": "classification",
-         "main_metric": "f1_macro", "loss": "mse", "loss_spec": "mse", "message": "mse supports regression"},
+        {"run_id": "a" * 16, "status": "error", "task": "trec", "task_version": "1.1", "problem_type": "classification",
+         "main_metric": "f1_macro", "loss": "focal", "loss_spec": "focal", "seed": 0, "error_type": "RuntimeError",
+         "message": "boom"},
+        {"run_id": "skip-" + "b" * 16, "status": "skipped", "task": "trec", "task_version": "1.1",
+         "problem_type": "classification", "main_metric": "f1_macro", "loss": "mse", "loss_spec": "mse",
+         "message": "mse supports regression"},
     ]  # fmt: skip
     tmp_path.mkdir(exist_ok=True)
     pd.DataFrame(rows).to_csv(tmp_path / "runs.csv", index=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
 from bench import stats
-from bench.metrics import expected_calibration_error, softmax
+from bench.metrics import METRIC_RANGE, expected_calibration_error, softmax
 
 # Demšar 2006, Table 6: AUC of C4.5 with and without curtailment (m) and cut-off (cf) on 14 UCI data sets. The
 # published ranks (3.143, 2.000, 2.893, 1.964) rank C4.5+cf above C4.5+m+cf on "voting", where the rounded table
@@ -203,3 +204,124 @@ def test_reliability_bins_agree_with_the_ece_metric():
     assert stats.calibration_error(bins) == pytest.approx(expected_calibration_error(softmax(logits), labels))
     filled = bins[bins["count"] > 0]
     assert ((filled["confidence"] > filled["low"]) & (filled["confidence"] <= filled["high"])).all()
+
+
+# --- intervals bounded by the metric's range -------------------------------------------------------------------------
+
+
+def test_intervals_are_clipped_to_the_metric_range_at_the_issues_numbers():
+    """Issue 12's small run: recall over 2 seeds had the interval [-5.65, 6.63] and Pearson over 3 seeds went past 1."""
+    recall = [0.0, 0.9667]
+    low, high = scipy_stats.t.interval(0.95, df=1, loc=np.mean(recall), scale=scipy_stats.sem(recall))
+    assert (round(low, 2), round(high, 2)) == (-5.66, 6.62)  # the raw t-interval, outside [0, 1]
+    summary = stats.summarize(recall, bounds=METRIC_RANGE["recall_rarest"])
+    assert (summary.ci_low, summary.ci_high, summary.ci_clipped) == (0.0, 1.0, True)
+    assert summary.mean == pytest.approx(0.48335) and summary.std == pytest.approx(np.std(recall, ddof=1))
+
+    pearson = [0.75, 0.85, 0.95]
+    low, high = scipy_stats.t.interval(0.95, df=2, loc=0.85, scale=scipy_stats.sem(pearson))
+    assert high == pytest.approx(1.0984, abs=1e-4)
+    summary = stats.summarize(pearson, bounds=METRIC_RANGE["pearson"])
+    assert summary.ci_low == pytest.approx(low) and summary.ci_high == 1.0 and summary.ci_clipped
+
+    inside = stats.summarize([0.70, 0.72, 0.74], bounds=METRIC_RANGE["accuracy"])
+    assert not inside.ci_clipped and inside.ci_high < 1.0  # an interval inside the range is the plain t-interval
+    r2 = stats.summarize([-3.0, 0.5], bounds=METRIC_RANGE["r2"])  # R^2 has no lower bound
+    assert r2.ci_low < -3.0 and r2.ci_high == 1.0 and r2.ci_clipped
+    assert stats.summarize([1.0, 5.0]).ci_low < 0  # no bounds given: the plain t-interval
+
+
+def test_paired_difference_interval_is_clipped_to_the_range_width():
+    loss, base = pd.Series([0.2, 0.9], index=[0, 1]), pd.Series([0.1, 0.1], index=[0, 1])
+    unbounded = stats.paired_difference(loss, base)
+    low, high = scipy_stats.t.interval(0.95, df=1, loc=0.45, scale=scipy_stats.sem([0.1, 0.8]))
+    assert (unbounded.diff_ci_low, unbounded.diff_ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert low < -1 and high > 1 and not unbounded.diff_ci_clipped
+    bounded = stats.paired_difference(loss, base, METRIC_RANGE["accuracy"])
+    assert (bounded.diff_ci_low, bounded.diff_ci_high, bounded.diff_ci_clipped) == (-1.0, 1.0, True)
+    assert bounded.p == unbounded.p and bounded.mean_diff == pytest.approx(0.45)
+    correlation = stats.paired_difference(loss * 4 - 1, base, METRIC_RANGE["mcc"])
+    assert correlation.diff_ci_high == 2.0  # a difference of two values in [-1, 1] is within [-2, 2]
+
+
+def test_task_statistics_clip_every_metric_to_its_own_range():
+    runs = _runs({"cross_entropy": [0.0, 0.9], "focal": [0.1, 0.8]}, "test_recall_rarest")
+    runs["test_nll"] = [0.05, 3.0, 0.1, 2.5]
+    table = stats.task_statistics(runs, ["recall_rarest", "nll"], "cross_entropy")
+    recall, nll = table.loc["recall_rarest"], table.loc["nll"]
+    assert (recall["ci_low"] >= 0).all() and (recall["ci_high"] <= 1).all() and recall["ci_clipped"].all()
+    assert (nll["ci_low"] == 0).all() and (nll["ci_high"] > 3).all()  # only a lower bound
+    assert recall.at["focal", "diff_ci_low"] >= -1 and recall.at["focal", "diff_ci_high"] <= 1
+
+
+# --- chance level ---------------------------------------------------------------------------------------------------
+
+
+def test_chance_level_matches_sklearns_dummy_classifier():
+    from sklearn.dummy import DummyClassifier
+    from sklearn.metrics import accuracy_score, f1_score
+
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    dummy = DummyClassifier(strategy="prior").fit(np.zeros((100, 1)), labels).predict(np.zeros((100, 1)))
+    accuracy = stats.chance_level("classification", "accuracy", labels, 6)
+    assert accuracy.value == pytest.approx(accuracy_score(labels, dummy)) == pytest.approx(0.6)
+    assert accuracy.uniform == pytest.approx(1 / 6) and (accuracy.classes, accuracy.examples) == (6, 100)
+    f1 = stats.chance_level("classification", "f1_macro", labels, 6)
+    assert f1.value == pytest.approx(f1_score(labels, dummy, average="macro", zero_division=0))
+    assert f1.value == pytest.approx(2 * 0.6 / 1.6 / 3) and math.isnan(f1.uniform)
+    assert stats.chance_level("classification", "mcc", labels, 6).value == 0.0
+    # the prior predictor is calibrated: its ECE is 0 and its NLL is the entropy of the labels
+    assert stats.chance_level("classification", "ece", labels, 3).value == pytest.approx(0.0, abs=1e-9)
+    entropy = -(0.6 * math.log(0.6) + 0.3 * math.log(0.3) + 0.1 * math.log(0.1))
+    assert stats.chance_level("classification", "nll", labels, 3).value == pytest.approx(entropy)
+    assert stats.chance_level("classification", "accuracy") is None  # no labels: unknown
+
+
+def test_regression_chance_level_is_zero_correlation_and_the_test_variance():
+    assert stats.chance_level("regression", "pearson").value == 0.0  # by definition, no labels needed
+    assert stats.chance_level("regression", "spearman", np.arange(5.0)).value == 0.0
+    assert stats.chance_level("regression", "r2").value == 0.0
+    targets = np.array([1.0, 2.0, 3.0, 6.0])
+    assert stats.chance_level("regression", "mse", targets).value == pytest.approx(np.var(targets))
+    assert stats.chance_level("regression", "mae", targets).value == pytest.approx(np.mean(np.abs(targets - 3.0)))
+
+
+def _summary_row(values: list[float]) -> dict:
+    return asdict(stats.summarize(values, bounds=(0.0, 1.0)))
+
+
+def test_sampling_noise_of_the_test_split():
+    assert stats.sampling_noise("accuracy", 0.505, 730) == pytest.approx(math.sqrt(0.505 * 0.495 / 730))
+    assert stats.sampling_noise("pearson", 0.0, 400) == pytest.approx(0.05)
+    assert stats.sampling_noise("mse", 2.5, 400) == 0.0 and stats.sampling_noise("accuracy", 0.5, 0) == 0.0
+    labels = np.array([0] * 369 + [1] * 361)
+    chance = stats.chance_level("classification", "accuracy", labels, 2)
+    assert chance.noise == pytest.approx(stats.sampling_noise("accuracy", 369 / 730, 730))
+    by_definition = stats.chance_level("regression", "pearson", examples=1591)
+    assert by_definition.noise == pytest.approx(1 / math.sqrt(1591))
+
+
+def test_near_chance_counts_seed_noise_and_the_test_splits_noise():
+    accuracy = stats.ChanceLevel("accuracy", 0.505, 0.5, 2, 730, stats.sampling_noise("accuracy", 0.505, 730))
+    assert stats.near_chance(_summary_row([0.50, 0.52]), accuracy, True)  # the issue's small run: 0.50-0.52
+    tight = _summary_row([0.51, 0.512, 0.511, 0.509, 0.508])  # beyond its CI and seed std, not the test noise
+    assert stats.near_chance(tight, accuracy, True)
+    assert not stats.near_chance(tight, replace(accuracy, noise=0.0), True)
+    assert not stats.near_chance(_summary_row([0.70, 0.72, 0.74]), accuracy, True)
+    assert stats.near_chance(_summary_row([0.60, 0.70]), replace(accuracy, noise=0.0), True)  # 2 seeds: CI covers it
+    assert stats.near_chance(_summary_row([0.53]), accuracy, True)  # one seed within 1.96 standard errors
+    assert stats.near_chance(_summary_row([0.45]), replace(accuracy, noise=0.0), True)  # no better than chance
+    assert not stats.near_chance(_summary_row([0.80]), accuracy, True)  # one seed far above it
+    variance = stats.ChanceLevel("mse", 2.5)
+    assert stats.near_chance(_summary_row([0.9, 0.95]) | {"mean": 2.6}, variance, False)  # an mse above the variance
+    assert not stats.near_chance(_summary_row([]), accuracy, True)
+
+
+def test_pooled_reliability_ece_is_at_most_the_mean_of_the_runs_ece():
+    """What the report says of the reliability diagrams: pooling the seeds' predictions never raises the ECE."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, size=120)
+    runs = [rng.normal(size=(120, 3)) * scale + 2.0 * np.eye(3)[labels] for scale in (0.5, 1.0, 3.0)]
+    per_run = [expected_calibration_error(softmax(logits), labels) for logits in runs]
+    pooled = stats.calibration_error(stats.reliability_bins(np.concatenate(runs), np.tile(labels, 3)))
+    assert pooled <= np.mean(per_run) + 1e-12 and pooled < np.mean(per_run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import socket
 import threading
 import time
@@ -15,7 +16,15 @@ import pandas as pd
 import pytest
 
 from bench.plugins import get_task
-from tasks.base import SPLITS, DatasetUnavailableError, FileTask, HubTask, TaskMetadata, hub_unavailable_reason
+from tasks.base import (
+    SPLITS,
+    DatasetUnavailableError,
+    FileTask,
+    HubTask,
+    Task,
+    TaskMetadata,
+    hub_unavailable_reason,
+)
 
 BINARY = TaskMetadata(
     problem_type="classification",
@@ -347,3 +356,121 @@ def test_file_task_non_numeric_regression_label(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"pairs.jsonl line 2: label 'high' is not a number"):
         PairsTask().load()
+
+
+# --- a user file that cannot make a task: refused before training, naming the task, the file, the line and the fix -
+
+
+def my_reviews(path: Path, metadata: TaskMetadata = BINARY, **attributes) -> type[FileTask]:
+    return type("MyReviewsTask", (FileTask,), {"name": "my_reviews", "path": path, "metadata": metadata, **attributes})
+
+
+NEEDS_7_PER_CLASS = r"the stratified 70/15/15 train/validation/test split needs at least 7 examples of every class"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("empty.csv", b"", r"line 1: the file is empty\. Write a header line naming the columns \('text,label'\)"),
+        ("blank.csv", b"\n\n", r"line 1: the file is empty\. Write a header line"),
+        ("header.csv", b"text,label\n", r"line 2: no example after the header line\. Add one example per line"),
+        ("empty.jsonl", b"", r"line 1: no JSON object in the file\. Write one JSON object per line with the keys"),
+    ],
+)
+def test_file_task_without_examples(tmp_path: Path, name: str, content: bytes, problem: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"Task 'my_reviews': .*{name} {problem}.*; {NEEDS_7_PER_CLASS}"):
+        my_reviews(tmp_path / name)().load()
+
+
+@pytest.mark.parametrize(("name", "line"), [("reviews.csv", 4), ("reviews.csv.gz", 4), ("reviews.jsonl", 3)])
+def test_file_task_not_utf8_names_the_line_and_the_fix(tmp_path: Path, name: str, line: int) -> None:
+    frame = pd.DataFrame({"text": ["good film", "bad film", "café crème"], "label": ["pos", "neg", "pos"]})
+    if name.endswith(".jsonl"):
+        frame.to_json(tmp_path / name, orient="records", lines=True, force_ascii=False)
+        (tmp_path / name).write_bytes((tmp_path / name).read_text(encoding="utf-8").encode("latin-1"))
+    else:
+        frame.to_csv(tmp_path / name, index=False, encoding="latin-1")
+    problem = rf"{name} line {line} is not valid utf-8 \(.*b'\\xe9'\)\. Save the file as UTF-8, or set `encoding ="
+    with pytest.raises(ValueError, match=rf"Task 'my_reviews': .*{problem} 'latin-1'`"):
+        my_reviews(tmp_path / name)().read()
+    assert my_reviews(tmp_path / name, encoding="latin-1")().read()["text"].tolist()[2] == "café crème"
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("inf", "label 'inf' is not a finite number"),
+        ("-Infinity", "label '-Infinity' is not a finite number"),
+        ("NAN", "label 'NAN' is not a finite number"),
+        ("1e300", "label '1e300' is not a finite number"),  # beyond float32, where targets are stored
+        ("nan", "missing label"),  # pandas reads 'nan' as a missing value
+    ],
+)
+def test_file_task_regression_target_must_be_finite(tmp_path: Path, target: str, problem: str) -> None:
+    (tmp_path / "scores.csv").write_text(f"text,label\ngood,0.5\nodd,{target}\nfine,1.0\n")
+    regression = TaskMetadata(**{**PAIRS.__dict__, "text_fields": ("text",)})
+    with pytest.raises(ValueError, match=rf"Task 'my_reviews': .*scores.csv line 3: {problem}\. Fix or remove the row"):
+        my_reviews(tmp_path / "scores.csv", regression)().load()
+
+
+def test_task_cleaning_refuses_an_infinite_regression_target() -> None:
+    class InMemory(Task):
+        name = "in_memory"
+        metadata = TaskMetadata(**{**PAIRS.__dict__, "text_fields": ("text",)})
+
+        def read(self) -> pd.DataFrame:
+            return pd.DataFrame({"text": [f"t{i}" for i in range(40)], "label": [1.0] * 39 + [math.inf]})
+
+    with pytest.raises(ValueError, match=r"Task 'in_memory' \(tmp files\): 1 regression target.*not finite.*'t39'"):
+        InMemory().load()
+
+
+def test_file_task_too_few_examples_per_class_names_the_short_classes(tmp_path: Path) -> None:
+    rows = [(f"good {i}", "pos") for i in range(20)] + [(f"bad {i}", "neg") for i in range(3)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "few.csv", index=False)
+    three = TaskMetadata(**{**BINARY.__dict__, "label_names": ("neg", "neutral", "pos")})
+    message = (
+        rf"Task 'my_reviews' \(.*few.csv\): too few examples after cleaning \(23 in all; 'neg' has 3, 'neutral' has "
+        rf"0\); {NEEDS_7_PER_CLASS}: add examples of these classes, or remove the classes from the data and from "
+        "label_names"
+    )
+    with pytest.raises(ValueError, match=message):
+        my_reviews(tmp_path / "few.csv", three)().load()
+
+
+def test_seven_examples_per_class_are_enough_for_every_split(tmp_path: Path) -> None:
+    rows = [(f"good {i}", "pos") for i in range(7)] + [(f"bad {i}", "neg") for i in range(7)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "seven.csv", index=False)
+    dataset = my_reviews(tmp_path / "seven.csv")().load()
+    assert all(sorted(set(dataset[split]["label"])) == [0, 1] for split in SPLITS)
+
+
+def test_file_task_too_few_regression_examples(tmp_path: Path) -> None:
+    (tmp_path / "six.jsonl").write_text("".join(f'{{"text": "t{i}", "label": {i}}}\n' for i in range(6)))
+    regression = TaskMetadata(**{**PAIRS.__dict__, "text_fields": ("text",)})
+    with pytest.raises(ValueError, match=r"too few examples after cleaning \(6 in all\); .* at least 7 examples of"):
+        my_reviews(tmp_path / "six.jsonl", regression)().load()
+
+
+def test_a_bad_user_file_stops_the_command_before_any_training(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import runner
+    from bench.cli import main
+    from bench.registry import TASKS
+
+    (tmp_path / "header.csv").write_text("text,label\n")
+    TASKS.names()  # discover the plug-ins first, then add this one
+    monkeypatch.setitem(TASKS._items, "my_reviews", my_reviews(tmp_path / "header.csv"))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a run started before the data were checked")
+
+    monkeypatch.setattr(runner, "run_cell", must_not_run)
+    out = tmp_path / "out"
+    command = ["run", "--tasks", "my_reviews", "--losses", "cross_entropy", "--seeds", "0", "--out", str(out)]
+    assert main([*command, "--model", str(tiny_model_dir)]) == 2
+    message = capsys.readouterr().err
+    assert f"lossbench: error: Task 'my_reviews': {tmp_path / 'header.csv'} line 2: no example" in message
+    assert not (out / "runs.csv").exists()

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from datasets import Dataset
+from torch import nn
 from transformers import AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding, TrainingArguments
 
-from bench import get_loss
+from bench import get_loss, runner
+from bench.adapters import register_compute_loss_func, register_module_loss
+from bench.config import TrainConfig
 from bench.models import DEFAULT_MODEL, resolve_model
-from bench.registry import LOSSES
-from bench.trainer import LossTrainer, reduce_loss, weight_batch_loss
+from bench.registry import LOSSES, Registry
+from bench.results import ResultsStore
+from bench.trainer import LossShapeError, LossTrainer, check_loss_shape, reduce_loss, weight_batch_loss
+from losses.base import REGRESSION, Loss
 from tests.helpers import tiny_bert_config
 
 TEXTS = [
@@ -202,3 +208,127 @@ def test_batch_dependent_loss_under_accumulation_is_the_size_weighted_mean_of_mi
     for name, parameter in reference.named_parameters():
         gradient = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
         torch.testing.assert_close(update[name], gradient, atol=1e-6, rtol=1e-6, msg=f"parameter {name}")
+
+
+# --- a loss of the wrong shape fails the run --------------------------------------------------------------------------
+
+
+class BroadcastingMSELoss(Loss):
+    """The tutorial trap as a per-example loss: (batch, 1) predictions minus (batch,) labels is (batch, batch)."""
+
+    problem_types = frozenset({REGRESSION})
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (logits - labels) ** 2
+
+
+@pytest.fixture
+def own_losses(monkeypatch) -> Registry:
+    """LOSSES with a private copy of its entries: what a test registers there is gone afterwards."""
+    monkeypatch.setattr(LOSSES, "_items", dict(LOSSES._items))
+    return LOSSES
+
+
+def test_a_loss_that_broadcasts_fails_the_run_with_the_shape(own_losses, tiny_model_dir, tmp_path):
+    own_losses.register("broadcasting_mse")(BroadcastingMSELoss)
+    train = TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32)
+    runs, skipped = runner.build_matrix(["vader_movies"], ["broadcasting_mse"], [0], train)
+    failed = runner.run_matrix(runs, skipped, tmp_path, quiet=True)
+    assert [row["status"] for row in failed] == ["error"]
+    row = ResultsStore(tmp_path).load().iloc[0]
+    assert row["status"] == "error" and row["error_type"] == "LossShapeError"
+    assert "Loss 'broadcasting_mse' returned shape (8, 8); a per-example loss must return shape (8,)" in row["message"]
+    assert "did it broadcast (batch, 1) predictions against (batch,) labels?" in row["message"]
+
+
+@pytest.mark.parametrize(
+    ("per_example", "shape", "hint"),
+    [
+        (True, (), "reduced the batch to one value"),
+        (True, (4, 3), "Reduce the trailing dimensions"),
+        (False, (4,), "declare per_example = True"),
+        (False, (4, 4), "did it broadcast"),
+    ],
+)
+def test_check_loss_shape_names_the_expected_shape_and_the_cause(per_example, shape, hint):
+    loss = get_loss("pearson" if not per_example else "mse")
+    with pytest.raises(LossShapeError, match=hint) as error:
+        check_loss_shape(loss, torch.zeros(shape), 4)
+    assert f"returned shape {shape}" in str(error.value)
+    assert f"must return shape {(4,) if per_example else ()}" in str(error.value)
+
+
+def test_check_loss_shape_accepts_the_contract():
+    check_loss_shape(get_loss("mse"), torch.zeros(4), 4)
+    check_loss_shape(get_loss("pearson"), torch.tensor(0.5), 4)
+
+
+# --- adapters: a Trainer compute_loss_func and a tutorial nn.Module under gradient accumulation -----------------------
+
+
+def hf_style_cross_entropy(outputs, labels, num_items_in_batch=None):
+    """Hugging Face's convention: a sum over the number of items, the mean when there is none."""
+    if num_items_in_batch is None:
+        return F.cross_entropy(outputs.logits, labels)
+    return F.cross_entropy(outputs.logits, labels, reduction="sum") / num_items_in_batch
+
+
+def sum_divided_when_given(outputs, labels, num_items_in_batch=None):
+    """A batch sum that trusts the Trainer to pass num_items_in_batch (16x too large when it is None)."""
+    loss = F.cross_entropy(outputs.logits, labels, reduction="sum")
+    if num_items_in_batch is not None:
+        loss = loss / num_items_in_batch
+    return loss
+
+
+def divides_by_num_items(outputs, labels, num_items_in_batch=None):
+    """Divides by num_items_in_batch unguarded (a TypeError when it is None)."""
+    return F.cross_entropy(outputs.logits, labels, reduction="sum") / num_items_in_batch
+
+
+class BatchMeanMSELoss(nn.Module):
+    """The tutorial's module style: MSELoss (a batch mean) on outputs.logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.mse_loss = nn.MSELoss()
+
+    def forward(self, outputs, labels):
+        return self.mse_loss(outputs.logits, labels)
+
+
+ADAPTED = [
+    pytest.param(register_compute_loss_func, hf_style_cross_entropy, "classification", "cross_entropy", id="hf-style"),
+    pytest.param(register_compute_loss_func, sum_divided_when_given, "classification", "cross_entropy", id="sum"),
+    pytest.param(register_compute_loss_func, divides_by_num_items, "classification", "cross_entropy", id="divides"),
+    pytest.param(register_module_loss, BatchMeanMSELoss, "regression", "mse", id="module-batch-mean"),
+]
+
+
+@pytest.mark.parametrize(("register", "wrapped", "problem_type", "built_in"), ADAPTED)
+def test_adapted_loss_gives_the_built_in_update_with_and_without_accumulation(
+    register, wrapped, problem_type, built_in, own_losses, tmp_path
+):
+    """7 examples as one batch, or micro-batches of 4 + 3 accumulated: the built-in loss's update (float64)."""
+    register("adapted", wrapped, problem_types={problem_type}, registry=own_losses)
+    expected = _one_sgd_step(built_in, problem_type, 7, 1, tmp_path / "built_in")
+    for batch_size, accumulation in [(7, 1), (4, 2)]:
+        update = _one_sgd_step("adapted", problem_type, batch_size, accumulation, tmp_path / f"{batch_size}")
+        for name, value in expected.items():
+            torch.testing.assert_close(update[name], value, atol=1e-6, rtol=1e-6, msg=f"{batch_size=} {name}")
+
+
+def test_compute_loss_func_gets_the_trainers_num_items_in_batch(own_losses, tmp_path):
+    """Training: the examples of all accumulated micro-batches (7 for 4 + 3); evaluation: the batch's own count."""
+    seen = []
+
+    def recording(outputs, labels, num_items_in_batch=None):
+        seen.append(int(num_items_in_batch))
+        return hf_style_cross_entropy(outputs, labels, num_items_in_batch)
+
+    register_compute_loss_func("recording", recording, problem_types={"classification"}, registry=own_losses)
+    _one_sgd_step("recording", "classification", 4, 2, tmp_path)
+    assert seen == [7, 7]
+    loss = get_loss("recording")
+    loss(torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0]))
+    assert seen[-1] == 5
