@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED)
 	touch $@
 
-test: $(STAMP) ## run the default test suite (tiny models; a few minutes)
+test: $(STAMP) ## run the default test suite on tiny models (how long: docs/testing.md)
 	$(BIN)/pytest -q
 
 test-slow: $(STAMP) ## run the slow tests that use the real pretrained model
@@ -43,7 +43,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-docs: $(STAMP) ## regenerate README's loss and task tables from the registries
+docs: $(STAMP) ## regenerate the loss and task tables of docs/losses.md and docs/tasks.md from the registries
 	$(BIN)/python -m bench.docs
 
 bench: $(STAMP) ## run the default matrix (or BENCH_ARGS="...") into results/ (OUT=dir to change)
@@ -52,7 +52,7 @@ bench: $(STAMP) ## run the default matrix (or BENCH_ARGS="...") into results/ (O
 report: $(STAMP) ## rebuild results/REPORT.md, stats.csv and plots/ from runs.csv and runs/
 	$(BIN)/lossbench report --out $(OUT)
 
-perf: $(STAMP) ## time one run against a plain Trainer and the tutorial way, FLOP/s, scaling -> results/PERF.md (~12 min)
+perf: $(STAMP) ## time one run against a plain Trainer and the tutorial way, FLOP/s, scaling -> results/PERF.md (which says how long it took)
 	$(BIN)/python -m bench.perf --out $(OUT) $(PERF_ARGS)
 
 clean: ## remove the virtual environment and caches (keeps results/)

@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from bench.api.loss import REGRESSION, Loss
 from bench.registry import LOSSES, Registry
-from losses.base import REGRESSION, Loss
 
 # torch's UserWarning from mse_loss, l1_loss, smooth_l1_loss and huber_loss when input and target sizes differ.
 BROADCAST_WARNING = r".*will likely lead to incorrect results due to broadcasting"

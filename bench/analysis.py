@@ -1,8 +1,8 @@
-"""The numbers behind a report: per-task statistics of every loss against the baseline, chance levels, and
-cross-task ranks.
+"""Every number a report shows: per-task statistics of every loss against its task's baseline, chance levels, costs,
+cross-task ranks, and the data behind the figures (pooled reliability bins, learning curves).
 
-Reads the rows of ``runs.csv`` (one per run) and, for chance levels, the test labels a run saved under ``runs/``;
-``bench.report`` turns the result into sentences, tables and figures.
+Reads the rows of ``runs.csv`` (one per run) and the files a run saved under ``runs/`` (test labels and predictions,
+log histories); ``bench.report`` and ``bench.plots`` only turn the result into sentences, tables and figures.
 """
 
 from __future__ import annotations
@@ -14,15 +14,53 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.metrics import HIGHER_IS_BETTER
-from bench.results import ResultsStore
-from bench.status import OK, SKIPPED
+from bench.api.task import default_baseline_loss
+from bench.config import FINE_TUNE
+from bench.metric_table import HEADLINE_METRICS, METRICS_BY_PROBLEM_TYPE, higher_is_better
+from bench.results import ResultsStore, learning_curve, run_protocols
+from bench.status import Status
 
-METRICS_BY_PROBLEM_TYPE = {
-    "classification": ("accuracy", "f1_macro", "mcc", "recall_macro", "recall_rarest", "ece", "brier", "nll"),
-    "regression": ("pearson", "spearman", "r2", "mse", "mae", "mae_rare", "mae_common"),
-}
-FINISHED = OK  # a run that finished; SKIPPED: an incompatible (task, loss) pair
+FINISHED = Status.OK  # a run that finished; Status.SKIPPED: an incompatible (task, loss) pair
+# The cost columns a task table shows, averaged over a loss's finished runs, when the runs recorded them.
+COST_COLUMNS = ("train_seconds", "train_samples_per_second", "peak_rss_mb", "peak_gpu_mb")
+
+
+def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of runs that did not finish (error, diverged): never averaged in."""
+    return runs[~runs["status"].isin([Status.OK, Status.SKIPPED])]
+
+
+def report_protocol(runs: pd.DataFrame) -> str:
+    """The one protocol of the runs. Fine-tuned and linear-probe results are never pooled into one report."""
+    found = sorted(set(run_protocols(runs)))
+    if len(found) > 1:
+        raise ValueError(
+            f"The results mix protocols ({' and '.join(found)}), which are not comparable: put each protocol's runs "
+            "in its own results folder and report them separately."
+        )
+    return found[0] if found else FINE_TUNE
+
+
+def with_loss_spec(runs: pd.DataFrame) -> pd.DataFrame:
+    """``loss_spec`` is a row's loss identity; rows written before it existed use the loss name."""
+    runs = runs.copy()
+    loss = runs["loss"] if "loss" in runs.columns else pd.Series(np.nan, index=runs.index)
+    runs["loss_spec"] = runs["loss_spec"].fillna(loss) if "loss_spec" in runs.columns else loss
+    return runs
+
+
+def task_baseline(rows: pd.DataFrame, problem_type: str) -> str:
+    """The loss a task's losses are compared with: the ``baseline_loss`` its rows recorded (the last one, should it
+    have changed), else the problem type's default (rows written before the column existed)."""
+    if "baseline_loss" in rows.columns:
+        recorded = rows["baseline_loss"].dropna().astype(str)
+        recorded = recorded[recorded != ""]
+        if len(recorded):
+            return str(recorded.iloc[-1])
+    return default_baseline_loss(problem_type)
+
+
+# --- one task ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -40,6 +78,9 @@ class TaskAnalysis:
     table: pd.DataFrame  # stats.task_statistics: index (metric, loss)
     chance: stats.ChanceLevel | None = None  # the main metric's chance level; None when unknown
     near_chance: list[str] = field(default_factory=list)  # losses whose mean main metric is within noise of it
+    best: dict[str, float] = field(default_factory=dict)  # metric -> the best mean of any loss
+    costs: pd.DataFrame = field(default_factory=pd.DataFrame)  # index loss, COST_COLUMNS recorded: mean over runs
+    failed: dict[str, dict[str, int]] = field(default_factory=dict)  # loss -> status -> runs that did not finish
 
     @property
     def main(self) -> pd.DataFrame:
@@ -49,23 +90,61 @@ class TaskAnalysis:
     def max_n(self) -> int:
         return int(self.main["n"].max()) if len(self.main) else 0
 
+    @property
+    def tested_losses(self) -> list[str]:
+        """The losses with at least one finished run, in display order."""
+        return [loss for loss in self.losses if self.main.at[loss, "n"] > 0]
 
-@dataclass
-class CrossTask:
-    """Ranks of one problem type's losses over its tasks, and Friedman's test."""
+    @property
+    def all_near_chance(self) -> bool:
+        """Whether every loss with a finished run is within noise of the chance level."""
+        return set(self.tested_losses) <= set(self.near_chance)
 
-    problem_type: str
-    scores: pd.DataFrame  # tasks x losses: mean main metric
-    ranks: pd.DataFrame  # tasks x losses: 1 = best
-    friedman: stats.Friedman
-    shared_bases: list[str]  # task bases that appear in more than one task section
+    @property
+    def clipped(self) -> bool:
+        """Whether any interval of the task (of a mean or of a paired difference) was clipped to its metric's range."""
+        table = self.table
+        return bool(table["ci_clipped"].astype(bool).any() or table["diff_ci_clipped"].astype(bool).any())
+
+    @property
+    def headline_metrics(self) -> list[str]:
+        """The metrics whose findings are headlines: the main one, then those of ``HEADLINE_METRICS`` present."""
+        return [self.main_metric, *(metric for metric in self.metrics if metric in HEADLINE_METRICS)]
+
+    @property
+    def findings(self) -> list[tuple[str, str]]:
+        """(metric, loss) of every loss better or worse than the baseline on a headline metric."""
+        return [
+            (metric, loss)
+            for metric in self.headline_metrics
+            for loss, row in self.table.loc[metric].iterrows()
+            if row["verdict"] in (stats.BETTER, stats.WORSE)
+        ]
+
+    @property
+    def other_loss_better(self) -> bool:
+        """Whether a loss other than the best-scoring one is better than the baseline on the main metric (possible
+        when the best is the baseline: pairing by seed removes seed noise)."""
+        return bool(self.main.drop(index=self.losses[0])["verdict"].eq(stats.BETTER).any())
+
+    @property
+    def seed_values(self) -> pd.DataFrame:
+        """Each finished run's main metric: columns ``loss`` and ``value``."""
+        column = f"test_{self.main_metric}"
+        values = self.finished[["loss_spec", column]].rename(columns={"loss_spec": "loss", column: "value"})
+        return values.dropna()
+
+    @property
+    def mean_run_ece(self) -> dict[str, float]:
+        """Per loss, the mean of its runs' own ECEs: the table's ``ece`` column."""
+        return dict(self.table.loc["ece"]["mean"]) if "ece" in self.metrics else {}
 
 
 def analyse_task(task: str, rows: pd.DataFrame, test_labels: tuple[np.ndarray, int] | None = None) -> TaskAnalysis:
     """``test_labels``: the task's test labels and number of classes, for the chance level (``task_test_labels``)."""
     problem_type, main_metric = str(rows["problem_type"].iloc[0]), str(rows["main_metric"].iloc[0])
-    baseline = stats.BASELINE_LOSS.get(problem_type, "")
-    rows = rows[rows["status"] != SKIPPED]
+    baseline = task_baseline(rows, problem_type)
+    rows = rows[rows["status"] != Status.SKIPPED]
     finished = rows[rows["status"] == FINISHED].copy()
     candidates = [main_metric, *(m for m in METRICS_BY_PROBLEM_TYPE.get(problem_type, ()) if m != main_metric)]
     metrics = []
@@ -77,20 +156,69 @@ def analyse_task(task: str, rows: pd.DataFrame, test_labels: tuple[np.ndarray, i
     losses = sorted(rows["loss_spec"].dropna().astype(str).unique())
     table = stats.task_statistics(finished, metrics, baseline, losses)
     main = table.loc[main_metric]
-    ascending = not HIGHER_IS_BETTER.get(main_metric, True)
+    ascending = not higher_is_better(main_metric)
     order = main.assign(name=main.index).sort_values(["mean", "name"], ascending=[ascending, True], na_position="last")
     losses = list(order.index)
     labels, classes = test_labels or (None, None)
     chance = stats.chance_level(problem_type, main_metric, labels, classes, _test_examples(finished))
     near = _near_chance(main.loc[losses], chance, not ascending)
-    return TaskAnalysis(task, problem_type, main_metric, baseline, rows, finished, metrics, losses, table, chance, near)
+    return TaskAnalysis(
+        task,
+        problem_type,
+        main_metric,
+        baseline,
+        rows,
+        finished,
+        metrics,
+        losses,
+        table,
+        chance,
+        near,
+        best=_best_means(table, metrics),
+        costs=_costs(finished, losses),
+        failed=_failed_by_loss(rows, losses),
+    )
 
 
-def _near_chance(main: pd.DataFrame, chance: stats.ChanceLevel | None, higher_is_better: bool) -> list[str]:
+def _near_chance(main: pd.DataFrame, chance: stats.ChanceLevel | None, higher: bool) -> list[str]:
     """The losses (rows of ``main``) whose mean is within noise of the chance level."""
     if chance is None:
         return []
-    return [loss for loss, row in main.iterrows() if stats.near_chance(row, chance, higher_is_better)]
+    return [loss for loss, row in main.iterrows() if stats.near_chance(row, chance, higher)]
+
+
+def _best_means(table: pd.DataFrame, metrics: list[str]) -> dict[str, float]:
+    """Per metric, the best mean over the losses (highest or lowest by the metric's direction)."""
+    best = {}
+    for metric in metrics:
+        means = table.loc[metric]["mean"]
+        best[metric] = means.max() if higher_is_better(metric) else means.min()
+    return best
+
+
+def _costs(finished: pd.DataFrame, losses: list[str]) -> pd.DataFrame:
+    """Per loss (index, in ``losses`` order), the mean of each cost column that some finished run recorded."""
+    recorded = [
+        column
+        for column in COST_COLUMNS
+        if column in finished.columns and pd.to_numeric(finished[column], errors="coerce").notna().any()
+    ]
+    loss_of_run = finished["loss_spec"].astype(str)
+    means = {
+        column: [pd.to_numeric(finished.loc[loss_of_run == loss, column], errors="coerce").mean() for loss in losses]
+        for column in recorded
+    }
+    return pd.DataFrame(means, index=pd.Index(losses, name="loss"), columns=recorded)
+
+
+def _failed_by_loss(rows: pd.DataFrame, losses: list[str]) -> dict[str, dict[str, int]]:
+    """Per loss, the runs that did not finish by status (most first), for the losses that have any."""
+    failed = {}
+    for loss in losses:
+        counts = failed_rows(rows[rows["loss_spec"].astype(str) == loss])["status"].value_counts()
+        if len(counts):
+            failed[loss] = {str(status): int(count) for status, count in counts.items()}
+    return failed
 
 
 def _test_examples(finished: pd.DataFrame) -> int:
@@ -119,24 +247,67 @@ def _class_count(run, outputs: int) -> int:
         return outputs
 
 
-def with_loss_spec(runs: pd.DataFrame) -> pd.DataFrame:
-    """``loss_spec`` is a row's loss identity; rows written before it existed use the loss name."""
-    runs = runs.copy()
-    loss = runs["loss"] if "loss" in runs.columns else pd.Series(np.nan, index=runs.index)
-    runs["loss_spec"] = runs["loss_spec"].fillna(loss) if "loss_spec" in runs.columns else loss
-    return runs
-
-
 def analyse_tasks(runs: pd.DataFrame, store: ResultsStore | None = None) -> list[TaskAnalysis]:
     """Every task's analysis; with ``store``, chance levels from the test labels its runs saved."""
     analyses = []
     for task in sorted(runs["task"].dropna().astype(str).unique()):
         rows = runs[runs["task"].astype(str) == task]
-        if (rows["status"] != SKIPPED).any():
+        if (rows["status"] != Status.SKIPPED).any():
             finished = rows[rows["status"] == FINISHED]
             labels = task_test_labels(store, finished) if store is not None else None
             analyses.append(analyse_task(task, rows, labels))
     return analyses
+
+
+# --- across tasks -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CrossTask:
+    """Ranks of one problem type's losses over its tasks, and Friedman's test."""
+
+    problem_type: str
+    scores: pd.DataFrame  # tasks x losses: mean main metric
+    ranks: pd.DataFrame  # tasks x losses: 1 = best
+    friedman: stats.Friedman
+    shared_bases: list[str]  # task bases that appear in more than one task section
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.scores.index)
+
+    @property
+    def mean_ranks(self) -> pd.Series:
+        """Each loss's mean rank over the tasks where it has finished runs."""
+        return self.ranks.mean(axis=0)
+
+    @property
+    def task_counts(self) -> pd.Series:
+        """Each loss's number of ranked tasks."""
+        return self.ranks.notna().sum(axis=0)
+
+    @property
+    def order(self) -> list[str]:
+        """The losses by mean rank, best first, ties by name."""
+        mean_ranks = self.mean_ranks
+        return sorted(self.ranks.columns, key=lambda loss: (mean_ranks[loss], loss))
+
+    @property
+    def best(self) -> tuple[str, float]:
+        """The loss with the best mean rank, and that rank."""
+        mean_ranks = self.mean_ranks.sort_values()
+        return str(mean_ranks.index[0]), float(mean_ranks.iloc[0])
+
+    @property
+    def nemenyi_pairs(self) -> list[tuple[str, str, float]]:
+        """The pairs of losses that Nemenyi's test tells apart (p < alpha), with their p-values."""
+        nemenyi = self.friedman.nemenyi
+        return [
+            (a, b, float(nemenyi.at[a, b]))
+            for i, a in enumerate(nemenyi.index)
+            for b in nemenyi.columns[i + 1 :]
+            if nemenyi.at[a, b] < stats.ALPHA
+        ]
 
 
 def cross_task(analyses: list[TaskAnalysis]) -> list[CrossTask]:
@@ -148,7 +319,7 @@ def cross_task(analyses: list[TaskAnalysis]) -> list[CrossTask]:
             continue
         scores = pd.DataFrame({a.task: a.main["mean"] for a in members}).T
         scores = scores.dropna(axis=1, how="all")
-        directions = {a.task: HIGHER_IS_BETTER.get(a.main_metric, True) for a in members}
+        directions = {a.task: higher_is_better(a.main_metric) for a in members}
         ranks = stats.ranks(scores, directions)
         bases = pd.Series([_task_base(a) for a in members])
         shared = sorted(bases[bases.duplicated()].unique())
@@ -162,6 +333,82 @@ def _task_base(analysis: TaskAnalysis) -> str:
     return analysis.task.split("@")[0]
 
 
+# --- the whole results folder -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The counts and totals of the report's header: runs by status, who made them, total time."""
+
+    finished: int
+    skipped: int
+    failed: dict[str, int]  # status -> runs that did not finish, most first
+    made_by: list[tuple[str, str, int]]  # (hardware, precision, finished runs) when the runs mix several, else empty
+    train_seconds: float | None  # summed over every row; None when runs.csv has no such column
+    feature_seconds: float | None  # the probe's encoding time, summed likewise
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+
+def overview(runs: pd.DataFrame) -> Overview:
+    counts = runs["status"].value_counts()
+    failed = failed_rows(runs)["status"].value_counts()
+    return Overview(
+        finished=int(counts.get(Status.OK, 0)),
+        skipped=int(counts.get(Status.SKIPPED, 0)),
+        failed={str(status): int(count) for status, count in failed.items()},
+        made_by=_hardware_and_precision(runs[runs["status"] == FINISHED]),
+        train_seconds=_total(runs, "train_seconds"),
+        feature_seconds=_total(runs, "feature_seconds"),
+    )
+
+
+def _hardware_and_precision(finished: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """Each (hardware, precision) that made finished runs, with its count, when the runs mix several; else empty."""
+    if not {"hardware", "precision"} <= set(finished.columns):
+        return []
+    counts = finished[["hardware", "precision"]].astype(object).fillna("n/a").value_counts(sort=False).sort_index()
+    if len(counts) < 2:
+        return []
+    return [(str(hardware), str(precision), int(n)) for (hardware, precision), n in counts.items()]
+
+
+def _total(runs: pd.DataFrame, column: str) -> float | None:
+    return float(pd.to_numeric(runs[column], errors="coerce").sum()) if column in runs.columns else None
+
+
+@dataclass
+class Analysis:
+    """Everything a report says about a results folder's rows."""
+
+    runs: pd.DataFrame  # every row, with loss_spec
+    protocol: str
+    overview: Overview
+    tasks: list[TaskAnalysis]
+    across: list[CrossTask]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """The rows of runs that did not finish."""
+        return failed_rows(self.runs)
+
+    @property
+    def statistics(self) -> pd.DataFrame:
+        """Every task's statistics in one tidy frame (``stats.csv``)."""
+        return statistics_frame(self.tasks)
+
+
+def analyse(runs: pd.DataFrame, store: ResultsStore | None = None) -> Analysis:
+    """The analysis of ``runs`` (rows of ``runs.csv``); with ``store``, chance levels from the test labels its runs
+    saved. Raises for rows that mix protocols (``report_protocol``)."""
+    runs = with_loss_spec(runs)
+    protocol = report_protocol(runs)
+    tasks = analyse_tasks(runs, store)
+    return Analysis(runs, protocol, overview(runs), tasks, cross_task(tasks))
+
+
 def statistics_frame(analyses: list[TaskAnalysis]) -> pd.DataFrame:
     """Every task's statistics in one tidy frame (``stats.csv``)."""
     frames = [a.table.reset_index().assign(task=a.task) for a in analyses]
@@ -169,3 +416,73 @@ def statistics_frame(analyses: list[TaskAnalysis]) -> pd.DataFrame:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
     return frame[["task", *[c for c in frame.columns if c != "task"]]]
+
+
+# --- the figures' data ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Per loss: the reliability bins of its test predictions pooled over seeds, the ECE of those pooled bins, and
+    the mean of its runs' own ECEs (the table's ``ece`` column)."""
+
+    bins: dict[str, pd.DataFrame]
+    pooled_ece: dict[str, float]
+    mean_run_ece: dict[str, float]
+
+
+def reliability(store: ResultsStore, analysis: TaskAnalysis) -> Reliability:
+    """The task's reliability bins, each loss's test predictions pooled over seeds (losses without any left out)."""
+    pooled: dict[str, tuple[list, list]] = {}
+    for run in analysis.finished.itertuples():
+        saved = store.test_predictions(run.run_id)
+        if saved is None:
+            continue
+        logits, labels = pooled.setdefault(str(run.loss_spec), ([], []))
+        if logits and logits[0].shape[1] != saved[0].shape[1]:
+            continue
+        logits.append(saved[0])
+        labels.append(saved[1])
+    bins = {
+        loss: stats.reliability_bins(np.concatenate(logits), np.concatenate(labels))
+        for loss, (logits, labels) in pooled.items()
+    }
+    pooled_ece = {loss: stats.calibration_error(frame) for loss, frame in bins.items()}
+    return Reliability(bins, pooled_ece, analysis.mean_run_ece)
+
+
+@dataclass(frozen=True)
+class LearningCurves:
+    """A task's learning curves over seeds: ``losses`` with any logged value (sorted); per loss, the training loss by
+    step (``mean``, ``min``, ``max`` over seeds) and the mean validation main metric by step, where logged; and how
+    many runs have a log history at all."""
+
+    losses: list[str]
+    training: dict[str, pd.DataFrame]
+    validation: dict[str, pd.Series]
+    histories: int
+
+
+def learning_curves(store: ResultsStore, analysis: TaskAnalysis) -> LearningCurves:
+    """The task's learning curves from its runs' log histories."""
+    frames, histories = [], 0
+    for run in analysis.finished.itertuples():
+        entries = store.log_history(run.run_id)
+        if entries:
+            histories += 1
+            curve = learning_curve(entries, analysis.main_metric)
+            frames.append(curve.assign(loss=str(run.loss_spec), seed=run.seed))
+    frames = [frame for frame in frames if not frame.empty]
+    if not frames:
+        return LearningCurves([], {}, {}, histories)
+    curves = pd.concat(frames, ignore_index=True)
+    evaluation = f"eval_{analysis.main_metric}"
+    training, validation = {}, {}
+    for loss, runs in curves.groupby("loss", sort=True):
+        train = runs[runs["series"] == "train_loss"]
+        if not train.empty:
+            training[loss] = train.groupby("step")["value"].agg(["mean", "min", "max"])
+        evals = runs[runs["series"] == evaluation]
+        if not evals.empty:
+            validation[loss] = evals.groupby("step")["value"].mean()
+    return LearningCurves(sorted(curves["loss"].unique()), training, validation, histories)

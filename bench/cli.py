@@ -14,14 +14,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.config import MIN_MAX_LENGTH, PRECISIONS, PROBE_DEFAULTS, RunSpec, TrainConfig
+from bench.config import FINE_TUNE_DEFAULTS, MIN_MAX_LENGTH, PRECISIONS, PROBE_DEFAULTS, RunSpec, TrainConfig
 from bench.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor, import_ray
 from bench.models import DEFAULT_MODEL, check_model
 from bench.plugins import default_task_names, loss_defaults
 from bench.registry import LOSSES, TASKS, PluginImportError, UnknownNameError
 from bench.rerun import RERUN_KEYS, RerunFilter
 
-# The config's declared defaults (precision stays 'auto'; building a TrainConfig would resolve it).
+# The config's declared defaults (precision stays 'auto', epochs and learning rate None: building a TrainConfig would
+# resolve them).
 DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})
 MAX_SEED = 2**32 - 1  # numpy's seed range: transformers.set_seed refuses a larger seed at the run's start
 
@@ -142,13 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=_positive_number("epochs"),
         default=None,
-        help=f"training epochs (default {DEFAULTS.epochs:g}; {PROBE_DEFAULTS['epochs']:g} with --freeze-encoder)",
+        help=f"training epochs (default {FINE_TUNE_DEFAULTS['epochs']:g}; {PROBE_DEFAULTS['epochs']:g} with "
+        "--freeze-encoder)",
     )
     run.add_argument(
         "--lr",
         type=_positive_number("lr"),
         default=None,
-        help=f"peak learning rate (default {DEFAULTS.learning_rate:g}; "
+        help=f"peak learning rate (default {FINE_TUNE_DEFAULTS['learning_rate']:g}; "
         f"{PROBE_DEFAULTS['learning_rate']:g} with --freeze-encoder)",
     )
     run.add_argument("--batch-size", type=_integer_at_least(1, "batch-size"), default=DEFAULTS.batch_size)
@@ -320,15 +322,12 @@ def folder_for(out: str, train: TrainConfig) -> str:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The run settings of ``lossbench run``; the probe's own epochs and learning rate with --freeze-encoder."""
-    defaults = (
-        PROBE_DEFAULTS if args.freeze_encoder else {"epochs": DEFAULTS.epochs, "learning_rate": DEFAULTS.learning_rate}
-    )
+    """The run settings of ``lossbench run``; without --epochs / --lr, the protocol's own (``TrainConfig``)."""
     return TrainConfig(
         model=args.model,
         train_size=args.train_size,
-        epochs=args.epochs if args.epochs is not None else defaults["epochs"],
-        learning_rate=args.lr if args.lr is not None else defaults["learning_rate"],
+        epochs=args.epochs,
+        learning_rate=args.lr,
         batch_size=args.batch_size,
         max_length=args.max_length,
         precision=args.precision,
@@ -393,8 +392,9 @@ def run_command(args: argparse.Namespace) -> int:
     executor = make_executor(args)
     check_max_length(check_model(args.model), args.max_length)
 
+    from bench.compatibility import protocol_conflict, settings_conflicts
     from bench.report import write_report  # heavy imports only once every argument is known to be good
-    from bench.runner import protocol_conflict, run_matrix, settings_conflicts
+    from bench.runner import run_matrix
 
     mixed = protocol_conflict(args.out, train)
     if mixed:  # not even with --force: the report cannot pool two protocols

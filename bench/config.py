@@ -10,14 +10,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.models import DEFAULT_MODEL
+from bench.taskspec import TaskSpec
 
 PRECISIONS = ("auto", "bf16", "fp32")
 MIN_MAX_LENGTH = 8  # tokens: room for [CLS], [SEP] and a few words
 FINE_TUNE, LINEAR_PROBE = "fine-tune", "frozen-encoder (linear probe)"  # the protocols, as rows and reports name them
-# A linear probe's epochs and learning rate (--freeze-encoder without --epochs / --lr): more steps and a larger rate
-# than fine-tuning, but not many more, since on 450 examples it overfits (vader_movies validation Pearson 0.63 at 5
-# epochs, 0.58 at 20). The best mean validation score over rt_polarity, trec and vader_movies, 3 seeds, among 3-40
-# epochs and rates 1e-3-3e-2 (measured).
+# Each protocol's epochs and learning rate, used where a TrainConfig leaves them out (None); fine-tuning: see below.
+# The linear probe: more steps and a larger rate than fine-tuning, but not many more, since on 450 examples it overfits
+# (vader_movies validation Pearson 0.63 at 5 epochs, 0.58 at 20). The best mean validation score over rt_polarity, trec
+# and vader_movies, 3 seeds, among 3-40 epochs and rates 1e-3-3e-2 (measured).
+FINE_TUNE_DEFAULTS = {"epochs": 1.0, "learning_rate": 2e-4}
 PROBE_DEFAULTS = {"epochs": 5.0, "learning_rate": 1e-2}
 
 
@@ -28,13 +30,16 @@ class TrainConfig:
     The defaults keep `make bench` (144 runs) within 30 min on 2 cores: 450 training examples, one epoch (29 steps of
     16). On so few steps 2e-4 learns where 1e-4 does not yet (TREC macro-F1 0.65 vs 0.22 at 500 examples, measured).
     ``freeze_encoder`` switches the protocol from fine-tuning to a linear probe on the frozen encoder's cached
-    features (``bench.probe``), which wants other epochs and learning rate (``PROBE_DEFAULTS``).
+    features (``bench.probe``), which wants other epochs and learning rate: ``epochs`` and ``learning_rate`` left at
+    None become the protocol's (``FINE_TUNE_DEFAULTS``, ``PROBE_DEFAULTS``) when the config is made, so a config always
+    holds, and its run's identity names, the values used (``replace(config, freeze_encoder=True)`` keeps the resolved
+    fine-tuning values; add ``epochs=None, learning_rate=None`` for the probe's).
     """
 
     model: str = DEFAULT_MODEL
     train_size: int | None = 450
-    epochs: float = 1.0
-    learning_rate: float = 2e-4
+    epochs: float | None = None  # None: the protocol's default (1 for fine-tuning, 5 for the probe)
+    learning_rate: float | None = None  # None: the protocol's default (2e-4 for fine-tuning, 1e-2 for the probe)
     batch_size: int = 16
     max_length: int = 128
     weight_decay: float = 0.01
@@ -54,6 +59,9 @@ class TrainConfig:
 
             # Resolved here, so that the run's identity and its CSV row name the precision actually used.
             object.__setattr__(self, "precision", "bf16" if bf16_supported() else "fp32")
+        for name, default in (PROBE_DEFAULTS if self.freeze_encoder else FINE_TUNE_DEFAULTS).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
         checks = {  # name: (whether the value is valid, the valid range in words)
             "train_size": (self.train_size is None or self.train_size >= 1, "an integer >= 1, or None for all"),
             "epochs": (0 < self.epochs < math.inf, "a finite number > 0"),
@@ -105,19 +113,24 @@ _SLUG_TAGS = {
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of the matrix: a task, a loss with its parameters, a seed, and the shared settings."""
+    """One cell of the matrix: a task (with its stressors), a loss with its parameters, a seed, and the shared
+    settings. A task given as a string is parsed here, once (``TaskSpec.parse``)."""
 
-    task: str
+    task: TaskSpec
     task_version: str
     loss: str
     seed: int
     train: TrainConfig
     loss_params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.task, str):
+            object.__setattr__(self, "task", TaskSpec.parse(self.task))
+
     def identity(self) -> dict[str, Any]:
         """Everything that defines the run's result."""
         return {
-            "task": self.task,
+            "task": str(self.task),  # the canonical spec string
             "task_version": self.task_version,
             "loss": self.loss,
             "loss_params": self.loss_params,

@@ -1,14 +1,24 @@
-"""Prepare a task's splits for one run: a fixed training subset and tokenized inputs."""
+"""A task's data, step by step: its loaded splits (once per process), a fixed training subset, tokenized inputs."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench.registry import TASKS
+
 if TYPE_CHECKING:  # imported where used: the command line imports this module (via the stressors) before training
     import datasets
     from transformers import PreTrainedTokenizerBase
+
+
+@cache
+def loaded_task(name: str) -> datasets.DatasetDict:
+    """A registered task's ``load()`` (its cleaned splits), once per process: the runs and the data fingerprint
+    (``bench.fingerprint.data_hash``) share it."""
+    return TASKS.get(name)().load()
 
 
 def training_subset(train: datasets.Dataset, size: int | None, *, seed: int, stratify: bool) -> datasets.Dataset:

@@ -1,4 +1,6 @@
-"""README's tables of losses and tasks, generated from the registries: ``make docs`` rewrites them, a test checks them.
+"""The generated parts of the docs: the loss table in docs/losses.md and the task table in docs/tasks.md, written from
+the registries by ``make docs`` and checked by a test; and docs/report.md's how-to-read text, the report's own
+(``bench.report_guide``).
 
 ``make docs`` lists every registered plug-in, a user's dropped-in modules included. The check compares only the
 plug-ins shipped with lossbench (the modules git tracks), and ignores the rows of the others, so a user's own loss or
@@ -12,7 +14,7 @@ import inspect
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,24 +23,42 @@ from bench.registry import LOSSES, TASKS, Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+
+
+def doc_pages() -> list[Path]:
+    """README.md and every page of docs/: the files whose links and commands the tests check."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def region_markers(marker: str) -> tuple[str, str]:
+    """The comments that open and close a generated region: ``<!-- {marker}:start -->``, ``<!-- {marker}:end -->``."""
+    return f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+
+
+def region(text: str, marker: str) -> str:
+    """What lies between the markers of a generated region of ``text``."""
+    start, end = region_markers(marker)
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def with_region(text: str, marker: str, body: str) -> str:
+    """``text`` with its generated region ``marker`` holding ``body``, on lines of their own between the markers."""
+    start, end = region_markers(marker)
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{body}\n{end}{after}"
 
 
 @dataclass(frozen=True)
 class Table:
-    """A README table between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->``, one row per plug-in."""
+    """A generated table, one row per plug-in, in the region ``marker`` of the page ``page`` (relative to ROOT)."""
 
     marker: str
+    page: str
     registry: Registry
     header: tuple[str, ...]
     row: Callable[[str], tuple[str, ...]]
-
-    @property
-    def start(self) -> str:
-        return f"<!-- {self.marker}:start -->"
-
-    @property
-    def end(self) -> str:
-        return f"<!-- {self.marker}:end -->"
 
     def render(self, names: Iterable[str]) -> str:
         rows = ["| " + " | ".join(cells) + " |" for cells in (self.header, *(self.row(name) for name in names))]
@@ -89,9 +109,16 @@ def task_row(name: str) -> tuple[str, ...]:
 
 
 TABLES = (
-    Table("loss-table", LOSSES, ("loss", "problem types", "parameters (defaults)", "formula", "reference"), loss_row),
+    Table(
+        "loss-table",
+        "docs/losses.md",
+        LOSSES,
+        ("loss", "problem types", "parameters (defaults)", "formula", "reference"),
+        loss_row,
+    ),
     Table(
         "task-table",
+        "docs/tasks.md",
         TASKS,
         ("task", "type", "main metric", "version", "default matrix", "source", "description"),
         task_row,
@@ -99,12 +126,16 @@ TABLES = (
 )
 
 
-def readme_with_tables(text: str, names: Callable[[Registry], list[str]] = lambda registry: registry.names()) -> str:
-    """``text`` with every table regenerated, listing ``names(registry)`` (default: every registered plug-in)."""
+def all_names(registry: Registry) -> list[str]:
+    return registry.names()
+
+
+def with_tables(text: str, page: str, names: Callable[[Registry], list[str]] = all_names) -> str:
+    """``text``, the page ``page``, with each of its tables regenerated, listing ``names(registry)`` (default: every
+    registered plug-in)."""
     for table in TABLES:
-        before, rest = text.split(table.start, 1)
-        _, after = rest.split(table.end, 1)
-        text = f"{before}{table.start}\n{table.render(names(table.registry))}\n{table.end}{after}"
+        if table.page == page:
+            text = with_region(text, table.marker, table.render(names(table.registry)))
     return text
 
 
@@ -140,25 +171,53 @@ def _without_rows(text: str, names: Iterable[str]) -> str:
     return re.sub(rf"(?m)^\| `(?:{pattern})` \|.*\n", "", text) if pattern else text
 
 
-def stale_tables(text: str) -> list[str]:
-    """The markers of the tables that do not list exactly the shipped plug-ins as ``make docs`` writes them. Rows
-    of a user's own plug-ins (modules git does not track) are ignored, whether ``make docs`` has listed them or not."""
+def table_pages() -> list[str]:
+    """The pages that hold generated tables, relative to ROOT, in the order of TABLES."""
+    return list(dict.fromkeys(table.page for table in TABLES))
+
+
+def stale_tables(texts: Mapping[str, str] | None = None) -> list[str]:
+    """The markers of the tables that do not list exactly the shipped plug-ins as ``make docs`` writes them, read
+    from ``texts`` (page -> text; default: the pages on disk). Rows of a user's own plug-ins (modules git does not
+    track) are ignored, whether ``make docs`` has listed them or not."""
+    if texts is None:
+        texts = {page: (ROOT / page).read_text() for page in table_pages()}
     user_names = [name for table in TABLES for name in table.registry.names() if not is_shipped(table.registry, name)]
-    expected = readme_with_tables(text, shipped_names)
-    actual = _without_rows(text, user_names)
-    return [table.marker for table in TABLES if _region(expected, table) != _region(actual, table)]
+    stale = []
+    for table in TABLES:
+        text = texts[table.page]
+        expected = with_tables(text, table.page, shipped_names)
+        if region(expected, table.marker) != region(_without_rows(text, user_names), table.marker):
+            stale.append(table.marker)
+    return stale
 
 
-def _region(text: str, table: Table) -> str:
-    return text.split(table.start, 1)[1].split(table.end, 1)[0]
+REPORT_PAGE = "docs/report.md"
+HOW_TO_READ_MARKER = "how-to-read"  # its region holds the text under "How to read this report" in every REPORT.md
+
+
+def with_report_guide(text: str) -> str:
+    """``text``, the page docs/report.md, with its how-to-read region holding the report's own text
+    (``bench.report_guide.HOW_TO_READ``), so that the page and every report say the same."""
+    from bench.report_guide import HOW_TO_READ  # loads the statistics stack (scipy, evaluate): only for this page
+
+    return with_region(text, HOW_TO_READ_MARKER, HOW_TO_READ)
 
 
 def main() -> int:
-    text = README.read_text()
-    updated = readme_with_tables(text)
+    for page in table_pages():
+        path = ROOT / page
+        text = path.read_text()
+        updated = with_tables(text, page)
+        if updated != text:
+            path.write_text(updated)
+            print(f"Updated the generated tables in {path}")
+    path = ROOT / REPORT_PAGE
+    text = path.read_text()
+    updated = with_report_guide(text)
     if updated != text:
-        README.write_text(updated)
-        print(f"Updated the loss and task tables in {README}")
+        path.write_text(updated)
+        print(f"Updated the report's how-to-read text in {path}")
     return 0
 
 

@@ -14,6 +14,9 @@ import psutil
 import torch
 
 LIBRARIES = ("torch", "transformers", "datasets", "evaluate", "accelerate", "scikit-learn")
+# A row's environment columns (``run_environment``): the Python and library versions, then where the run ran.
+VERSION_COLUMNS = ("python_version", *(f"{name.replace('-', '_')}_version" for name in LIBRARIES))
+ENVIRONMENT_COLUMNS = (*VERSION_COLUMNS, "git_commit", "hardware", "torch_threads")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Set by the Ray executor on its workers, which run the driver's code without the driver's git folder.
 GIT_COMMIT_ENV = "LOSSBENCH_GIT_COMMIT"
@@ -21,13 +24,20 @@ GIT_COMMIT_ENV = "LOSSBENCH_GIT_COMMIT"
 
 @cache
 def library_versions() -> dict[str, str]:
-    versions = {"python_version": platform.python_version()}
+    """Python's version and each of ``LIBRARIES``' (``not installed`` when absent), keyed by ``VERSION_COLUMNS``."""
+    versions = [platform.python_version()]
     for name in LIBRARIES:
         try:
-            versions[f"{name.replace('-', '_')}_version"] = version(name)
+            versions.append(version(name))
         except PackageNotFoundError:
-            versions[f"{name.replace('-', '_')}_version"] = "not installed"
-    return versions
+            versions.append("not installed")
+    return dict(zip(VERSION_COLUMNS, versions, strict=True))
+
+
+def run_environment() -> dict[str, str | int]:
+    """The ``ENVIRONMENT_COLUMNS`` of a row: library versions, the code's commit, the hardware and torch threads."""
+    environment = {**library_versions(), "git_commit": git_commit(), "hardware": hardware()}
+    return {**environment, "torch_threads": torch.get_num_threads()}
 
 
 @cache

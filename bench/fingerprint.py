@@ -31,25 +31,31 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.data import loaded_task
 from bench.registry import LOSSES, TASKS
-from bench.status import SKIPPED
+from bench.status import Status
+from bench.taskspec import TaskSpec
 
 if TYPE_CHECKING:
     import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent  # the folder that holds bench/, losses/ and tasks/
-# The code every run goes through, relative to ROOT (glob patterns allowed): training, data, stressors, metrics, model
-# loading, the probe, the adapters and the plug-ins' base classes. Orchestration that does not change a number (the
-# matrix, executors, results, report, CLI) is left out, so editing it keeps results current.
+# The code that computes a run, relative to ROOT (glob patterns allowed): data preparation (data, splits, stressors),
+# the fit step and the trainer, the two protocols, metrics, model loading, the plug-in API and the adapters.
+# Orchestration that does not change a number (the driver, matrix, rows, executors, results, report, CLI) is left
+# out, so editing it keeps results current.
 CORE_CODE = (
     "bench/adapters.py",
+    "bench/api/*.py",
     "bench/data.py",
     "bench/evaluate_metrics/*/*.py",
+    "bench/finetune.py",
+    "bench/fit.py",
     "bench/metrics.py",
     "bench/models.py",
     "bench/plugins.py",
     "bench/probe.py",
-    "bench/runner.py",
+    "bench/splits.py",
     "bench/stressors.py",
     "bench/trainer.py",
     "losses/base.py",
@@ -81,9 +87,7 @@ class Fingerprint:
 def fingerprint(task: str, loss: str) -> Fingerprint:
     """The current fingerprint of a (task spec, loss name) pair's runs; the seed, parameters and stressors do not
     enter it (they are in the run's identity)."""
-    from bench.stressors import parse_task_spec  # imports datasets
-
-    base = parse_task_spec(task)[0]
+    base = TaskSpec.parse(task).base
     return Fingerprint({"loss": loss_hash(loss), "task": task_hash(base), "data": data_hash(base), "core": core_hash()})
 
 
@@ -143,7 +147,7 @@ def core_hash() -> str:
 @cache
 def loss_hash(name: str) -> str:
     """The hash of a registered loss's own code (``plugin_files``)."""
-    from losses.base import Loss
+    from bench.api.loss import Loss
 
     return _files_hash(plugin_files(LOSSES.get(name), Loss))
 
@@ -151,15 +155,9 @@ def loss_hash(name: str) -> str:
 @cache
 def task_hash(name: str) -> str:
     """The hash of a registered task's own code (``plugin_files``)."""
-    from tasks.base import Task
+    from bench.api.task import Task
 
     return _files_hash(plugin_files(TASKS.get(name), Task))
-
-
-@cache
-def loaded_task(name: str):
-    """A registered task's ``load()`` (its cleaned splits), once per process: the runs and the data hash share it."""
-    return TASKS.get(name)().load()
 
 
 @cache
@@ -170,7 +168,7 @@ def data_hash(name: str) -> str | None:
 
     try:
         splits = loaded_task(name)
-    except ConnectionError:  # tasks.base.DatasetUnavailableError
+    except ConnectionError:  # bench.api.task_sources.DatasetUnavailableError
         return None
     digest = hashlib.sha256()
     for split in sorted(splits):
@@ -290,7 +288,7 @@ def stale_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
     current: dict[tuple[str, str], Fingerprint | str] = {}
     found = []
-    for row in runs[runs["status"] != SKIPPED].to_dict("records"):
+    for row in runs[runs["status"] != Status.SKIPPED].to_dict("records"):
         pair = (str(row["task"]), str(row["loss"]))
         if not recorded(row):
             found.append((*pair, describe_changes([(*pair, [UNRECORDED])]), True))

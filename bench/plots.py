@@ -2,7 +2,7 @@
 and the critical-difference diagram.
 
 Figures are built on ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot and no display), one file per figure,
-with a deterministic name under ``DIR/plots/``.
+with a deterministic name under ``DIR/plots/``. They draw numbers computed by ``bench.analysis`` and compute none.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bench.stats import BASELINE, BETTER, WORSE
+
+if TYPE_CHECKING:
+    from bench.analysis import LearningCurves
 
 PLOTS_DIR = "plots"
 DPI = 110
@@ -83,17 +87,16 @@ def main_metric_plot(
     return _save(figure, path)
 
 
-def learning_curves_plot(curves: pd.DataFrame, metric: str, title: str, path: Path) -> Path | None:
+def learning_curves_plot(curves: LearningCurves, metric: str, title: str, path: Path) -> Path | None:
     """Training loss vs step, one panel per loss (each loss on its own scale), mean over seeds with the seeds'
     range shaded; below, the validation ``metric`` vs step of every loss overlaid, when the runs logged it.
 
-    ``curves``: loss, seed, step, series (``train_loss`` or ``eval_<metric>``), value. None when empty.
+    ``curves``: ``bench.analysis.learning_curves``. None when no run logged any value.
     """
-    if curves.empty:
+    losses = curves.losses
+    if not losses:
         return None
-    losses = sorted(curves["loss"].unique())
-    eval_series = f"eval_{metric}"
-    has_eval = (curves["series"] == eval_series).any()
+    has_eval = bool(curves.validation)
     columns = min(PANEL_COLUMNS, len(losses))
     rows = math.ceil(len(losses) / columns)
     eval_rows = 2 if has_eval else 0
@@ -101,11 +104,10 @@ def learning_curves_plot(curves: pd.DataFrame, metric: str, title: str, path: Pa
     grid = figure.add_gridspec(rows + eval_rows, columns)
     for i, loss in enumerate(losses):
         ax = figure.add_subplot(grid[i // columns, i % columns])
-        train = curves[(curves["loss"] == loss) & (curves["series"] == "train_loss")]
-        if train.empty:
+        by_step = curves.training.get(loss)
+        if by_step is None:
             ax.text(0.5, 0.5, "no training log", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         else:
-            by_step = train.groupby("step")["value"].agg(["mean", "min", "max"])
             ax.fill_between(by_step.index, by_step["min"], by_step["max"], color="tab:blue", alpha=0.2, linewidth=0)
             ax.plot(by_step.index, by_step["mean"], color="tab:blue", marker=".", markersize=4)
         ax.set_title(loss, fontsize=9)
@@ -117,9 +119,8 @@ def learning_curves_plot(curves: pd.DataFrame, metric: str, title: str, path: Pa
     if has_eval:
         ax = figure.add_subplot(grid[rows:, :])
         for loss, color in zip(losses, _colors(len(losses)), strict=True):
-            evals = curves[(curves["loss"] == loss) & (curves["series"] == eval_series)]
-            if not evals.empty:
-                by_step = evals.groupby("step")["value"].mean()
+            by_step = curves.validation.get(loss)
+            if by_step is not None:
                 ax.plot(by_step.index, by_step.to_numpy(), color=color, marker=".", label=loss)
         ax.set_xlabel("step")
         ax.set_ylabel(f"validation {metric}")
@@ -140,7 +141,7 @@ def reliability_plot(
     """One reliability diagram per loss: accuracy of each confidence bin (bars) against the diagonal of perfect
     calibration, with the bin's mean confidence marked. Each panel's title gives both ECEs: ``pooled_ece`` of the
     bins drawn (every seed's test predictions in one set of bins) and ``mean_run_ece``, the mean of the runs' own
-    ECEs that the report's ``ece`` column shows; and the examples pooled."""
+    ECEs that the report's ``ece`` column shows; and the examples pooled (``bench.analysis.reliability``)."""
     if not bins_by_loss:
         return None
     losses = sorted(bins_by_loss)

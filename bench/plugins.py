@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench.api.params import loss_defaults
 from bench.registry import LOSSES, TASKS
+
+if TYPE_CHECKING:  # the API modules import torch and pandas: building specs and listing plug-ins stay light
+    from bench.api.loss import Loss
+    from bench.api.task import Task
+
+__all__ = ["default_task_names", "get_loss", "get_task", "loss_defaults", "parse_loss_spec"]
 
 
 def parse_loss_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -18,12 +24,6 @@ def parse_loss_spec(spec: str) -> tuple[str, dict[str, str]]:
             raise ValueError(f"Bad loss parameter {item!r} in {spec!r}: expected key=value, e.g. 'focal:gamma=1.0'")
         params[key.strip()] = value.strip()
     return name, params
-
-
-def loss_defaults(loss_class: type) -> dict[str, Any]:
-    """Keyword-only hyper-parameters of a loss class and their defaults, read from its signature."""
-    signature = inspect.signature(loss_class.__init__)
-    return {p.name: p.default for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def _coerce(loss_name: str, key: str, value: str, default: Any) -> Any:
@@ -43,7 +43,7 @@ def _coerce(loss_name: str, key: str, value: str, default: Any) -> Any:
     return value
 
 
-def get_loss(spec: str):
+def get_loss(spec: str) -> Loss:
     """A constructed loss from a spec such as ``'focal'`` or ``'focal:gamma=1.0'``."""
     name, raw = parse_loss_spec(spec)
     loss_class = LOSSES.get(name)
@@ -60,6 +60,6 @@ def default_task_names() -> list[str]:
     return [name for name in TASKS.names() if TASKS.get(name).in_default_matrix]
 
 
-def get_task(name: str):
+def get_task(name: str) -> Task:
     """A task instance by registered name."""
     return TASKS.get(name)()

@@ -12,9 +12,7 @@ import hashlib
 import itertools
 import json
 import os
-import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +25,11 @@ from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from bench.config import RunSpec, TrainConfig
+from bench.fit import fit
 from bench.models import resolve_model
-from bench.plugins import get_task
-from bench.registry import LOSSES
+from bench.registry import LOSSES, TASKS
 from bench.results import atomic_file
-from bench.runner import (
-    _tokenized_splits,
-    _tokenizer,
-    label_stats,
-    train_and_record,
-    training_arguments,
-    training_split,
-    validation_scorer,
-)
-from bench.stressors import parse_task_spec
-from bench.trainer import LossTrainer
+from bench.splits import label_stats, tokenized_splits, tokenizer, training_split
 
 CACHE_ENV = "LOSSBENCH_CACHE"  # the cache folder; default ~/.cache/lossbench
 FEATURES_DIR = "features"
@@ -71,7 +59,7 @@ def encode_features(
     hidden) in the splits' row order. No gradient, batches of similar length, bf16 autocast when ``precision`` is."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder = AutoModel.from_pretrained(model_path).to(device).eval()  # the checkpoint's base model, head dropped
-    tokenizer = _tokenizer(model_path)
+    model_tokenizer = tokenizer(model_path)
     features = {}
     for name, split in splits.items():
         columns = [c for c in ("input_ids", "token_type_ids", "attention_mask") if c in split.column_names]
@@ -80,7 +68,7 @@ def encode_features(
         out = np.zeros((len(split), encoder.config.hidden_size), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = tokenizer.pad(inputs[chunk.tolist()], return_tensors="pt").to(device)
+            batch = model_tokenizer.pad(inputs[chunk.tolist()], return_tensors="pt").to(device)
             with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 hidden = encoder(**batch).last_hidden_state
             out[chunk] = mean_pool(hidden.float(), batch["attention_mask"]).cpu().numpy()
@@ -133,7 +121,7 @@ def task_features(
 ) -> tuple[dict[str, np.ndarray], float]:
     """A task's features from this process's memo, else the disk cache, else the encoder (then stored in both);
     with the seconds spent encoding (0 when cached). Within a process the tokenized splits of these settings are
-    fixed (``runner._tokenized_splits`` is memoised too), so the memo needs no token digest."""
+    fixed (``splits.tokenized_splits`` is memoised too), so the memo needs no token digest."""
     settings = (task, version, model_path, train.max_length, train.precision)
     if settings in _FEATURES:
         return _FEATURES[settings], 0.0
@@ -196,25 +184,25 @@ def collate(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {key: torch.stack([row[key] for row in rows]) for key in ("features", "labels")}
 
 
-def run_probe(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str, Any]:
+def run_probe(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_compile: bool = False) -> dict[str, Any]:
     """Train a linear head on the frozen encoder's features for one (task, loss, seed); returns the result row, with
-    the same columns and run files as ``runner.run_one`` plus ``feature_seconds``.
+    the same columns and run files as fine-tuning (``bench.finetune``) plus ``feature_seconds``.
 
     The training subset and stressors are drawn exactly as for fine-tuning (a row index follows the rows through
     them), and the head's initialisation depends on the seed only, so the losses of one seed stay paired.
     """
     started = time.perf_counter()
-    base = parse_task_spec(spec.task)[0]
-    meta = get_task(base).metadata
+    base = spec.task.base
+    meta = TASKS.get(base).metadata
     loss = LOSSES.get(spec.loss)(**spec.loss_params)
     model_path = resolve_model(spec.train.model)
-    splits = _tokenized_splits(base, model_path, spec.train.max_length)
+    splits = tokenized_splits(base, model_path, spec.train.max_length)
     features, feature_seconds = task_features(base, meta.version, splits, model_path, spec.train)
     indexed = datasets.DatasetDict({**splits, "train": splits["train"].add_column(ROW, range(len(splits["train"])))})
     train, _ = training_split(spec, model_path, indexed)
-    noise_rate, class_counts = label_stats(train, meta)
+    labels = label_stats(train, meta)
     if loss.needs_class_counts:
-        loss.set_class_counts(class_counts)
+        loss.set_class_counts(labels.class_counts)
     picked = _columns(train, [ROW, "label"])
     data = {"train": FeatureDataset(features["train"][picked[ROW]], picked["label"], meta.problem_type)}
     for name in ("validation", "test"):
@@ -222,20 +210,18 @@ def run_probe(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0) -> dict[str,
 
     transformers.set_seed(spec.seed)  # the same initial head for every loss of this seed
     head = LinearProbe(features["train"].shape[1], loss.head_size(meta.num_labels))
-    with tempfile.TemporaryDirectory(prefix="lossbench-") as scratch:
-        # Fine-tuning's Trainer settings; a row is one feature vector, so there are no lengths to group batches by.
-        args = training_arguments(spec, scratch, train_examples=len(data["train"]), eval_steps=eval_steps)
-        args = replace(args, train_sampling_strategy="random")
-        trainer = LossTrainer(
-            model=head,
-            args=args,
-            train_dataset=data["train"],
-            eval_dataset=data["validation"] if eval_steps > 0 else None,
-            data_collator=collate,
-            compute_metrics=validation_scorer(meta, class_counts, eval_steps),
-            loss=loss,
-        )
-        row = train_and_record(
-            spec, trainer, data, out_dir, meta=meta, noise_rate=noise_rate, class_counts=class_counts, started=started
-        )
+    row = fit(
+        spec,
+        head,
+        data,
+        out_dir,
+        loss=loss,
+        meta=meta,
+        data_collator=collate,
+        labels=labels,
+        started=started,
+        length_grouped=False,  # a row is one feature vector: there are no lengths to group batches by
+        eval_steps=eval_steps,
+        torch_compile=torch_compile,
+    )
     return {**row, "feature_seconds": feature_seconds}

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.status import FAILED, OK, SKIPPED
+from bench.status import FAILED, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,10 +54,14 @@ class MatrixPlan:
 
     todo: list[RunSpec]
     skipped: list[dict[str, Any]]  # incompatible pairs' rows to write (new or stale), with their fingerprints
-    fingerprints: dict[tuple[str, str], Fingerprint]  # (task spec, loss name) -> the current fingerprint
+    fingerprints: dict[tuple[str, str], Fingerprint]  # (task spec string, loss name) -> the current fingerprint
     kept: int = 0  # finished, current and not chosen: not run again
     stale: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (task, loss, changed parts) run again
     chosen: int = 0  # finished and current, run again because --rerun chose them
+
+    def fingerprint(self, spec: RunSpec) -> Fingerprint:
+        """The current fingerprint of ``spec``'s (task, loss) pair."""
+        return self.fingerprints[(str(spec.task), spec.loss)]
 
     def summary(self, path: Path, runs: int, pairs_skipped: int) -> str:
         """The line ``lossbench run`` prints before it starts."""
@@ -85,7 +89,7 @@ def plan_matrix(
     current one and the ``rerun`` filters (all of them) do not choose it. Refuses filters that match no run."""
     from bench.fingerprint import changed_parts, fingerprint
 
-    pairs = {(spec.task, spec.loss) for spec in runs} | {(row["task"], row["loss"]) for row in skipped}
+    pairs = {(str(spec.task), spec.loss) for spec in runs} | {(row["task"], row["loss"]) for row in skipped}
     plan = MatrixPlan([], [], {pair: fingerprint(*pair) for pair in sorted(pairs)})
     rows = {row["run_id"]: row for row in stored.to_dict("records")}
     cells = [_cell(spec, rows.get(spec.run_id)) for spec in runs]
@@ -95,9 +99,9 @@ def plan_matrix(
         if row is None or not _finished(row, retry_failed):
             plan.todo.append(spec)
             continue
-        changes = changed_parts(row, plan.fingerprints[(spec.task, spec.loss)])
+        changes = changed_parts(row, plan.fingerprint(spec))
         if changes:
-            plan.stale.append((spec.task, spec.loss, changes))
+            plan.stale.append((str(spec.task), spec.loss, changes))
         elif rerun and all(f.matches(cell) for f in rerun):
             plan.chosen += 1
         else:
@@ -107,7 +111,7 @@ def plan_matrix(
     for row in skipped:
         current = plan.fingerprints[(row["task"], row["loss"])]
         old = rows.get(row["run_id"])
-        if old is None or old.get("status") != SKIPPED or changed_parts(old, current):
+        if old is None or old.get("status") != Status.SKIPPED or changed_parts(old, current):
             plan.skipped.append({**row, **current.columns()})
     return plan
 
@@ -130,10 +134,10 @@ def check_filters(filters: Sequence[RerunFilter], cells: Sequence[Mapping[str, A
 
 def _cell(spec: RunSpec, row: Mapping[str, Any] | None) -> dict[str, Any]:
     """What ``--rerun`` filters look at: the run's task spec, loss name and spec, seed, and stored status."""
-    from bench.matrix import loss_spec_label
+    from bench.rows import loss_spec_label
 
     return {
-        "task": spec.task,
+        "task": str(spec.task),
         "loss": spec.loss,
         "loss_spec": loss_spec_label(spec.loss, spec.loss_params, _loss_defaults(spec.loss)),
         "seed": spec.seed,
@@ -150,4 +154,4 @@ def _loss_defaults(name: str) -> dict[str, Any]:
 
 def _finished(row: Mapping[str, Any], retry_failed: bool) -> bool:
     status = row.get("status")
-    return status in (OK, SKIPPED) or (status in FAILED and not retry_failed)
+    return status in (Status.OK, Status.SKIPPED) or (status in FAILED and not retry_failed)

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from bench.config import FINE_TUNE
-from bench.status import OK, SKIPPED, STATUSES
+from bench.schema import LEADING_COLUMNS  # first in the file, in this order; results and anything else follow
+from bench.status import STATUSES, Status
 
 RUNS_FILE = "runs.csv"
 # Per-run files, written by the runner under DIR/runs/<run_id>/ and read by the report.
@@ -35,24 +36,6 @@ LOG_HISTORY_FILE = "log_history.json"  # the Trainer's log history: training los
 RUN_LOG_FILE = "run.log"  # the run's identity, warnings, outcome (and traceback of a failure)
 INVOCATIONS_FILE = "invocations.jsonl"  # one JSON line per `lossbench run`: what it ran, how, and its wall time
 PREDICTIONS_FILE = "test_predictions.npz"  # classification: the test split's ``logits`` (n, C) and ``labels`` (n,)
-# Columns first in the file, in this order; test metrics and anything else follow.
-LEADING_COLUMNS = (
-    "run_id",
-    "status",
-    "task",
-    "task_version",
-    "problem_type",
-    "main_metric",
-    "loss",
-    "loss_params",
-    "seed",
-    "model",
-    "train_size",
-    "epochs",
-    "learning_rate",
-    "batch_size",
-    "max_length",
-)
 INTEGER_COLUMNS = ("seed", "train_size", "batch_size", "max_length", "train_examples", "test_examples")
 RUN_ID = re.compile(r"(skip-)?[0-9a-f]{16}")  # RunSpec.run_id; an incompatible pair's row has the skip- prefix
 REQUIRED_FIELDS = ("task", "task_version", "problem_type", "main_metric", "loss")  # and seed, except when skipped
@@ -268,7 +251,7 @@ def _row_problem(row: Mapping[str, Any]) -> str | None:
         return f"run_id {_shown(run_id)} is not a run's 16 hex digits"
     if status not in STATUSES:
         return f"status {_shown(status)} is not one of {', '.join(STATUSES)}"
-    required = REQUIRED_FIELDS if status == SKIPPED else (*REQUIRED_FIELDS, "seed")
+    required = REQUIRED_FIELDS if status == Status.SKIPPED else (*REQUIRED_FIELDS, "seed")
     missing = [name for name in required if _blank(row.get(name))]
     if missing:
         return f"no {', '.join(missing)}"
@@ -276,7 +259,7 @@ def _row_problem(row: Mapping[str, Any]) -> str | None:
         value = row.get(name)
         if not _blank(value) and not (_number(value) is not None and float(value).is_integer()):
             return f"{name} {_shown(value)} is not an integer"
-    if status == OK:
+    if status == Status.OK:
         metric = f"test_{row['main_metric']}"
         if _blank(row.get(metric)):
             return f"a finished run without its main metric {metric}"

@@ -29,19 +29,11 @@ import pandas as pd
 import scikit_posthocs
 from scipy import stats as scipy_stats
 
-from bench.metrics import (
-    ECE_BINS,
-    HIGHER_IS_BETTER,
-    METRIC_RANGE,
-    UNBOUNDED,
-    compute_metrics,
-    confidence_bins,
-    softmax,
-)
+from bench.metric_table import CORRELATION, HIGHER_IS_BETTER, METRIC_RANGE, METRICS, RATE, UNBOUNDED
+from bench.metrics import ECE_BINS, compute_metrics, confidence_bins, softmax
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
-BASELINE_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 PAIRED_TEST = "paired t-test"
 MIN_FRIEDMAN = 3  # tasks and losses: with fewer, Friedman's test is not defined or says nothing
 
@@ -215,13 +207,13 @@ def task_statistics(
     return pd.concat(tables, names=["metric", "loss"])
 
 
-# Regression metrics whose chance level holds by definition: a constant prediction has no correlation with the
-# targets, and predicting the test mean gives R^2 = 0.
-CHANCE_BY_DEFINITION = {"pearson": 0.0, "spearman": 0.0, "r2": 0.0}
+# Metrics whose chance level holds by definition: a constant prediction has no correlation with the targets, and
+# predicting the test mean gives R^2 = 0.
+CHANCE_BY_DEFINITION = {name: metric.chance for name, metric in METRICS.items() if metric.chance is not None}
 # The test split's sampling noise at chance, from its size n: correlations near 0 have standard error about
 # 1 / sqrt(n); a rate p (a share of examples) has the binomial standard error sqrt(p (1 - p) / n).
-CORRELATIONS = ("pearson", "spearman", "mcc")
-RATES = ("accuracy", "f1_macro", "recall_macro", "recall_rarest")
+CORRELATIONS = tuple(name for name, metric in METRICS.items() if metric.kind == CORRELATION)
+RATES = tuple(name for name, metric in METRICS.items() if metric.kind == RATE)
 Z_TWO_SIDED = float(scipy_stats.norm.ppf((1 + CONFIDENCE) / 2))  # 1.96
 
 

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.utils.data import SequentialSampler
 from transformers import Trainer
 
-from losses.base import Loss
+from bench.api.loss import Loss
 
 
 def reduce_loss(per_example: Tensor, num_items_in_batch: Tensor | int | None) -> Tensor:

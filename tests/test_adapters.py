@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import docs, runner
+from bench import docs, matrix, runner
 from bench.adapters import register_compute_loss_func, register_module_loss
 from bench.config import TrainConfig
 from bench.registry import LOSSES, Registry
@@ -74,7 +74,7 @@ def test_tutorial_loss_runs_in_the_matrix_and_matches_mse(tiny_model_dir, tmp_pa
     )
     monkeypatch.setitem(LOSSES._items, "tutorial_mse", adapter)
     train = TrainConfig(model=str(tiny_model_dir), train_size=24, batch_size=8, max_length=32)
-    runs, skipped = runner.build_matrix(["vader_movies"], ["tutorial_mse", "mse"], [0], train)
+    runs, skipped = matrix.build_matrix(["vader_movies"], ["tutorial_mse", "mse"], [0], train)
     assert runner.run_matrix(runs, skipped, tmp_path, quiet=True) == []
     frame = ResultsStore(tmp_path).load().set_index("loss")
     assert frame.at["tutorial_mse", "status"] == "ok"
@@ -121,18 +121,20 @@ def test_adapters_take_the_wrapped_docstring(registry):
     assert "Undocumented has no docstring: give it one with the formula" in undocumented.__doc__
 
 
-# --- README's examples are loss plug-ins that pass the contract tests -------------------------------------------------
+# --- The docs' loss examples (README and docs/) are plug-ins that pass the contract tests -----------------------------
 
 
 def readme_loss_modules() -> dict[str, str]:
-    """README's Python code blocks that start with ``# losses/NAME.py``: NAME -> code."""
-    blocks = re.findall(r"```python\n# losses/(\w+)\.py\n(.*?)```", docs.README.read_text(), flags=re.DOTALL)
+    """The Python code blocks of README.md and docs/*.md that start with ``# losses/NAME.py``: NAME -> code."""
+    pattern = r"```python\n# losses/(\w+)\.py\n(.*?)```"
+    blocks = [block for page in docs.doc_pages() for block in re.findall(pattern, page.read_text(), flags=re.DOTALL)]
+    assert len(dict(blocks)) == len(blocks), "the same loss module is shown twice: keep one copy"
     return dict(blocks)
 
 
 @pytest.fixture
 def readme_plugins(tmp_path, monkeypatch) -> dict[str, str]:
-    """README's loss examples dropped into a temporary plug-in package that LOSSES discovers instead of losses/."""
+    """The docs' loss examples dropped into a temporary plug-in package that LOSSES discovers instead of losses/."""
     package = f"readme_losses_{tmp_path.name}"
     (tmp_path / package).mkdir()
     (tmp_path / package / "__init__.py").write_text("")

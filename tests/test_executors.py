@@ -11,8 +11,9 @@ import pytest
 
 from bench.config import RunSpec, TrainConfig
 from bench.executors import CellResult, LocalExecutor, ProcessExecutor
+from bench.matrix import build_matrix
 from bench.results import PREDICTIONS_FILE, ResultsStore
-from bench.runner import build_matrix, run_matrix
+from bench.runner import run_matrix
 from tests.helpers import torch_threads
 
 

@@ -143,12 +143,12 @@ def test_rerun_filters_choose_finished_runs_to_run_again(matrix, tmp_path, capsy
     executor = NoTraining()
     chosen = [RerunFilter.parse("loss=foc*"), RerunFilter.parse("seed=0")]
     run_matrix(runs, skipped, tmp_path, rerun=chosen, executor=executor)
-    assert [(spec.task, spec.loss, spec.seed) for spec in executor.ran] == [("trec", "focal", 0)]
+    assert [(str(spec.task), spec.loss, spec.seed) for spec in executor.ran] == [("trec", "focal", 0)]
     assert "(1 chosen by --rerun)" in capsys.readouterr().out
 
     executor = NoTraining()
     run_matrix(runs, skipped, tmp_path, rerun=[RerunFilter.parse("task=vader_*")], quiet=True, executor=executor)
-    assert [(spec.task, spec.loss) for spec in executor.ran] == [("vader_movies", "mse")] * 2
+    assert [(str(spec.task), spec.loss) for spec in executor.ran] == [("vader_movies", "mse")] * 2
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, mean_absolute_error, mean_squared_error
 
-from bench.metrics import HIGHER_IS_BETTER, METRIC_RANGE, compute_metrics
+from bench.metric_table import HIGHER_IS_BETTER, METRIC_RANGE, METRICS, METRICS_BY_PROBLEM_TYPE, range_text
+from bench.metrics import DENSITY_BINS, ECE_BINS, compute_metrics
 
 CLASS_LOGITS = np.array(
     [[2.0, 0.1, -1.0], [0.3, 0.2, 0.9], [-1.0, 3.0, 0.0], [0.5, 0.4, 0.1], [0.0, 0.2, 0.1], [1.0, -2.0, 4.0]]
@@ -75,6 +76,23 @@ def test_metric_names_have_direction(problem_type: str) -> None:
     logits = CLASS_LOGITS if problem_type == "classification" else REGRESSION_PREDICTIONS[:, None]
     labels = CLASS_LABELS if problem_type == "classification" else REGRESSION_LABELS
     assert set(compute_metrics(problem_type, logits, labels)) <= set(HIGHER_IS_BETTER)
+    # and the report shows exactly the metrics that are computed, each described in the metric table
+    assert set(METRICS_BY_PROBLEM_TYPE[problem_type]) == set(compute_metrics(problem_type, logits, labels))
+    assert all(METRICS[name].problem_type == problem_type for name in METRICS_BY_PROBLEM_TYPE[problem_type])
+
+
+def test_every_metric_is_described_with_the_numbers_the_computation_uses() -> None:
+    assert all(metric.description.strip() and metric.name == name for name, metric in METRICS.items())
+    assert f"over {ECE_BINS} equal-width confidence bins" in METRICS["ece"].description
+    assert f"in a {DENSITY_BINS}-bin histogram" in METRICS["mae_rare"].description
+    assert [METRICS[name].arrow for name in ("accuracy", "ece", "r2", "mae")] == ["↑", "↓", "↑", "↓"]
+    assert [range_text(name) for name in ("accuracy", "mcc", "r2", "nll", "loss")] == [
+        "[0, 1]",
+        "[−1, 1]",
+        "(−∞, 1]",
+        "[0, ∞)",
+        "(−∞, ∞)",
+    ]
 
 
 # --- calibration, per-class and regression-region metrics ----------------------------------------------------------

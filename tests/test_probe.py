@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import datasets
 import numpy as np
@@ -13,11 +13,12 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from bench import probe, runner
+from bench import fit, probe, runner
 from bench.cli import main
-from bench.config import FINE_TUNE, LINEAR_PROBE, PROBE_DEFAULTS, RunSpec, TrainConfig
+from bench.config import FINE_TUNE, FINE_TUNE_DEFAULTS, LINEAR_PROBE, PROBE_DEFAULTS, RunSpec, TrainConfig
+from bench.matrix import build_matrix
 from bench.report import report_protocol
-from bench.runner import build_matrix
+from bench.results import PREDICTIONS_FILE, RUNS_DIR
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -101,6 +102,17 @@ def test_the_cache_key_follows_the_rows(tiny_model_dir, probe_train):
     assert probe.features_key("tiny", "1", model, fp32, splits) != probe.features_key("tiny", "1", model, bf16, splits)
 
 
+def test_the_config_holds_each_protocols_own_epochs_and_learning_rate():
+    """Left out (None), epochs and learning rate are the protocol's, wherever the config is built; given, they stay."""
+    probe_config, fine_tune = TrainConfig(freeze_encoder=True, precision="fp32"), TrainConfig(precision="fp32")
+    assert {"epochs": probe_config.epochs, "learning_rate": probe_config.learning_rate} == PROBE_DEFAULTS
+    assert {"epochs": fine_tune.epochs, "learning_rate": fine_tune.learning_rate} == FINE_TUNE_DEFAULTS
+    given = TrainConfig(freeze_encoder=True, precision="fp32", epochs=2, learning_rate=3e-3)
+    assert (given.epochs, given.learning_rate) == (2, 3e-3)
+    explicit = TrainConfig(freeze_encoder=True, precision="fp32", **PROBE_DEFAULTS)
+    assert asdict(explicit) == asdict(probe_config) and replace(probe_config) == probe_config
+
+
 def test_freeze_encoder_is_part_of_the_run_identity(probe_train):
     fine_tune = replace(probe_train, freeze_encoder=False)
     assert fine_tune.protocol == FINE_TUNE and probe_train.protocol == LINEAR_PROBE
@@ -115,8 +127,8 @@ def test_a_probe_run_returns_a_row_and_writes_the_run_files(probe_train, tmp_pat
     assert row["train_examples"] == 24 and row["feature_seconds"] >= 0
     metrics = ("test_accuracy", "test_f1_macro", "test_ece", "train_loss", "test_loss", "train_seconds")
     assert all(math.isfinite(row[key]) for key in metrics)
-    run_dir = tmp_path / runner.RUNS_DIR / runs[0].run_id
-    saved = np.load(run_dir / runner.PREDICTIONS_FILE)
+    run_dir = tmp_path / RUNS_DIR / runs[0].run_id
+    saved = np.load(run_dir / PREDICTIONS_FILE)
     assert saved["logits"].shape == (row["test_examples"], 6) and saved["labels"].shape == (row["test_examples"],)
     history = json.loads((run_dir / "log_history.json").read_text())
     assert [entry["step"] for entry in history if "eval_f1_macro" in entry] == [1, 2, 3, 4, 5, 6]  # 2 epochs of 3
@@ -145,7 +157,7 @@ def test_losses_with_capabilities_train_a_probe(task, loss, probe_train, tmp_pat
 def test_same_head_and_batches_for_every_loss_of_a_seed_and_only_the_head_learns(probe_train, tmp_path, monkeypatch):
     seen: dict[str, dict] = {}
 
-    class RecordingTrainer(probe.LossTrainer):
+    class RecordingTrainer(fit.LossTrainer):
         def __init__(self, *args, loss, **kwargs):
             super().__init__(*args, loss=loss, **kwargs)
             seen[loss.name] = {"head": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
@@ -162,7 +174,7 @@ def test_same_head_and_batches_for_every_loss_of_a_seed_and_only_the_head_learns
             seen[self.loss.name]["trained"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             return result
 
-    monkeypatch.setattr(probe, "LossTrainer", RecordingTrainer)
+    monkeypatch.setattr(fit, "LossTrainer", RecordingTrainer)
     losses = ["cross_entropy", "focal", "supcon_ce"]
     runs, _ = build_matrix(["trec@noise=0.2"], losses, [5], probe_train)
     for spec in runs:

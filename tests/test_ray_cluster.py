@@ -19,8 +19,9 @@ import pytest
 from bench import executors
 from bench.config import TrainConfig
 from bench.executors import RayExecutor
+from bench.matrix import build_matrix
 from bench.results import ResultsStore
-from bench.runner import build_matrix, run_matrix
+from bench.runner import run_matrix
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")

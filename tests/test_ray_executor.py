@@ -19,8 +19,9 @@ from bench.cli import main
 from bench.config import TrainConfig
 from bench.environment import git_commit
 from bench.executors import LocalExecutor, RayExecutor, ray_session
+from bench.matrix import build_matrix
 from bench.results import PREDICTIONS_FILE, ResultsStore
-from bench.runner import build_matrix, run_matrix
+from bench.runner import run_matrix
 from tests.helpers import torch_threads
 
 ray = pytest.importorskip("ray")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import sys
@@ -94,6 +95,26 @@ def test_duplicate_registration_raises() -> None:
     assert registry.get("a") is First
     assert First.name == "a"  # type: ignore[attr-defined]
     assert registry.names() == ["a"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The modules a Python file imports (``import x.y`` and ``from x.y import z``, absolute imports only)."""
+    tree = ast.parse(path.read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    froms = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
+    return names | {module for module in froms if module}
+
+
+def test_the_core_never_imports_the_plugin_packages() -> None:
+    """bench/ holds the plug-in API (``bench.api``); losses/ and tasks/ build on it, never the other way round."""
+    core = Path(cli.__file__).resolve().parent
+    plugin_packages = {LOSSES.package, TASKS.package}
+    offenders = {}
+    for path in sorted(core.rglob("*.py")):
+        plugins = sorted(module for module in imported_modules(path) if module.split(".")[0] in plugin_packages)
+        if plugins:
+            offenders[str(path.relative_to(core.parent))] = plugins
+    assert not offenders
 
 
 @pytest.mark.parametrize("registry", REGISTRIES)

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 
 from bench import cli, runner
+from bench.config import RunSpec, TrainConfig
+from bench.matrix import build_matrix
 from bench.registry import TASKS
 from bench.results import ResultsStore
 
@@ -64,8 +66,8 @@ def test_diverging_run_is_recorded_with_its_step(tiny_model_dir, tmp_path, monke
 
     original = MseLoss.forward
     monkeypatch.setattr(MseLoss, "forward", lambda self, logits, labels: original(self, logits, labels) * math.nan)
-    train = runner.TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32)
-    runs, _ = runner.build_matrix(["vader_movies"], ["mse"], [0], train)
+    train = TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32)
+    runs, _ = build_matrix(["vader_movies"], ["mse"], [0], train)
     row = runner.run_one_safely(runs[0], tmp_path)
     assert row["status"] == "diverged" and row["diverged_step"] == 1
     assert "nan at step 1" in row["message"]
@@ -115,9 +117,9 @@ def test_a_bad_data_file_stops_the_matrix_before_any_training(tiny_model_dir, tm
         )  # fmt: skip
 
     monkeypatch.setitem(TASKS._items, "bad_reviews", BadTask)  # a registered plug-in, as a file would be
-    train = runner.TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32)
-    runs, _ = runner.build_matrix(["trec"], ["cross_entropy"], [0], train)
-    bad = runner.RunSpec("bad_reviews", "1.0", "cross_entropy", 0, train)
+    train = TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32)
+    runs, _ = build_matrix(["trec"], ["cross_entropy"], [0], train)
+    bad = RunSpec("bad_reviews", "1.0", "cross_entropy", 0, train)
     with pytest.raises(ValueError, match=r"Task 'bad_reviews': .*bad.csv line 3: label 'neutral' is not one of"):
         runner.run_matrix([*runs, bad], [], tmp_path / "out", quiet=True)
     assert not (tmp_path / "out" / "runs.csv").exists()  # nothing trained, nothing written

@@ -13,15 +13,18 @@ import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
+from bench import docs, stats
 from bench import plots as plots_module
-from bench import stats
-from bench.config import TrainConfig
-from bench.docs import README
-from bench.metrics import METRIC_RANGE
+from bench.analysis import analyse
+from bench.config import FINE_TUNE, TrainConfig
+from bench.docs import DOCS
+from bench.fit import logging_steps
+from bench.matrix import build_matrix
+from bench.metric_table import METRIC_RANGE, METRICS
 from bench.plots import file_stem
-from bench.report import CLIPPED_NOTE, ONLY_FINAL_HISTORY, STATS_FILE, render_report, write_report
+from bench.report import CLIPPED_NOTE, HOW_TO_READ, ONLY_FINAL_HISTORY, STATS_FILE, render_report, write_report
 from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUNS_DIR
-from bench.runner import build_matrix, logging_steps, run_matrix
+from bench.runner import run_matrix
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASSIFICATION = {"rt_polarity": "accuracy", "sms_spam": "f1_macro", "trec": "f1_macro", "trec@noise=0.2": "f1_macro"}
@@ -267,13 +270,54 @@ def test_stale_plots_are_removed(tmp_path):
     assert not (tmp_path / "plots" / "old_task_main_metric.png").exists()
 
 
-def test_readme_explains_the_report_columns():
-    text = README.read_text()
-    section = text[text.index("### How to read the report") :]
-    section = section[: section.index("\n## ")]
+def test_the_docs_explain_the_report_columns():
+    section = (DOCS / "report.md").read_text()
     for term in ("`n`", "`95% CI`", "`p (Holm)`", "`verdict`", "within noise", "Holm", "Friedman", "Nemenyi",
                  "`recall_rarest", "`ece", "`mae_rare", "`r2", "`train s`", "`peak MB`", "plots/"):  # fmt: skip
         assert term in section, term
+
+
+def test_the_docs_page_and_every_report_share_one_how_to_read_text(tmp_path):
+    page = (DOCS / "report.md").read_text()
+    assert docs.with_report_guide(page) == page, "docs/report.md's how-to-read text is stale: run `make docs`"
+    assert HOW_TO_READ in page
+    synthetic_results(tmp_path, seeds=2, files=False)
+    assert f"## How to read this report\n\n{HOW_TO_READ}\n" in write_report(tmp_path, plots=False).read_text()
+    for name, metric in METRICS.items():  # the metric table of the text is the one in bench.metric_table
+        if metric.problem_type:
+            assert f"| `{name} {metric.arrow}` | {metric.problem_type} |" in HOW_TO_READ and metric.description in page
+
+
+def test_the_baseline_is_the_one_the_rows_recorded(tmp_path):
+    runs = synthetic_results(tmp_path, seeds=3, files=False)
+    runs["baseline_loss"] = np.where(runs["task"] == "trec", "focal", None)  # trec declares focal; others: no column
+    report = render_report(runs)
+    trec = report[report.index("## trec\n") : report.index("## trec@noise=0.2\n")]
+    assert "baseline **focal**" in trec and "| Δ vs focal " in trec
+    assert re.search(r"\| focal +\| 3 .*\| baseline +\|", trec)
+    sms = report[report.index("## sms_spam\n") : report.index("## trec\n")]
+    assert "baseline **cross_entropy**" in sms  # rows without a recorded baseline: the problem type's default
+    assert "baseline **mse**" in report[report.index("## vader_movies\n") :]
+    frame = analyse(runs).statistics
+    trec_focal = frame[(frame["task"] == "trec") & (frame["loss"] == "focal")]
+    assert set(trec_focal["verdict"]) == {stats.BASELINE}
+
+
+def test_the_analysis_holds_every_number_the_report_shows(tmp_path):
+    runs = synthetic_results(tmp_path, seeds=3, failed=True, files=False)
+    result = analyse(runs)
+    assert result.protocol == FINE_TUNE and result.overview.failed == {"error": 1, "diverged": 1}
+    assert (result.overview.finished, result.overview.skipped) == (int((runs["status"] == "ok").sum()), 1)
+    trec = next(task for task in result.tasks if task.task == "trec")
+    ok = runs[(runs["task"] == "trec") & (runs["status"] == "ok")]
+    by_loss = ok.groupby("loss_spec")
+    assert trec.costs["train_seconds"].to_dict() == pytest.approx(by_loss["train_seconds"].mean().to_dict())
+    assert trec.failed == {"focal": {"error": 1}}
+    assert trec.best["f1_macro"] == pytest.approx(by_loss["test_f1_macro"].mean().max())
+    assert trec.baseline == "cross_entropy" and ("f1_macro", "dice") in trec.findings
+    classification = next(item for item in result.across if item.problem_type == "classification")
+    assert classification.order[0] == classification.best[0]
+    assert classification.mean_ranks[classification.best[0]] == classification.best[1]
 
 
 # --- a small run's report: bounded intervals, chance level, pooled ECE, learning curves ------------------------------

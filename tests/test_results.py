@@ -14,12 +14,12 @@ import pytest
 from bench import cli, probe
 from bench.config import TrainConfig
 from bench.executors import CellResult
-from bench.matrix import base_row, build_matrix
+from bench.matrix import build_matrix
 from bench.plugins import get_task
 from bench.report import write_report
 from bench.results import RUNS_FILE, ResultsFileError, ResultsStore
+from bench.rows import finished_row
 from bench.runner import run_matrix
-from bench.stressors import parse_task_spec
 
 
 class NoTraining:
@@ -31,8 +31,8 @@ class NoTraining:
     def map(self, fn, specs):
         for spec in specs:
             self.ran.append(spec)
-            meta = get_task(parse_task_spec(spec.task)[0]).metadata
-            row = {**base_row(spec, meta), "status": "ok", f"test_{meta.main_metric}": 0.5 + spec.seed / 100}
+            meta = get_task(spec.task.base).metadata
+            row = finished_row(spec, meta, {f"test_{meta.main_metric}": 0.5 + spec.seed / 100})
             row["train_seconds"] = 0.0
             yield spec, CellResult(row, {"run.log": b"no training\n"})
 

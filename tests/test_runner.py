@@ -10,11 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import runner
-from bench.config import TrainConfig
+from bench import fit, runner, schema
+from bench.config import RunSpec, TrainConfig
+from bench.matrix import build_matrix, expand_loss_specs
+from bench.registry import TASKS
 from bench.report import write_report
-from bench.results import ResultsStore
-from bench.runner import build_matrix, expand_loss_specs, loss_spec_label, run_matrix
+from bench.results import PREDICTIONS_FILE, RUNS_DIR, ResultsStore
+from bench.rows import failure_row, loss_spec_label
+from bench.runner import run_matrix
+from bench.status import Status
+from bench.taskspec import Stressor, TaskSpec
 
 
 @pytest.fixture
@@ -24,7 +29,7 @@ def tiny_train(tiny_model_dir) -> TrainConfig:
 
 def test_matrix_builds_only_compatible_pairs(tiny_train):
     runs, skipped = build_matrix(["trec", "vader_movies"], ["cross_entropy", "mse"], [0, 1], tiny_train)
-    assert {(r.task, r.loss, r.seed) for r in runs} == {
+    assert {(str(r.task), r.loss, r.seed) for r in runs} == {
         ("trec", "cross_entropy", 0),
         ("trec", "cross_entropy", 1),
         ("vader_movies", "mse", 0),
@@ -44,6 +49,47 @@ def test_run_id_depends_on_everything_that_defines_the_run(tiny_train):
     assert len({r.run_id for r in runs}) == 4
     again, _ = build_matrix(["trec"], ["focal", "focal:gamma=1.0"], [0, 1], tiny_train)
     assert [r.run_id for r in again] == [r.run_id for r in runs]
+
+
+def test_run_ids_are_those_of_the_runs_already_stored():
+    """The identity (and so the run_id) of a run is a stable hash: these two were computed before the task spec
+    became a ``TaskSpec`` and the protocol defaults moved into ``TrainConfig``."""
+    noisy = RunSpec("trec@noise=0.20", "1.1+stressors.1", "focal", 0, TrainConfig(precision="fp32"), {"gamma": 2.0})
+    assert noisy.run_id == "f1ab1a2828ba0ff3" and noisy.identity()["task"] == "trec@noise=0.2"
+    probe = RunSpec("trec", "1.1", "cross_entropy", 3, TrainConfig(precision="fp32", freeze_encoder=True))
+    assert probe.run_id == "1253e25f9f2f65c6"
+
+
+def test_the_task_spec_is_parsed_once_when_the_matrix_is_built(tiny_train, tmp_path, monkeypatch):
+    runs, _ = build_matrix(["trec@noise=0.2"], ["cross_entropy"], [0], tiny_train)
+    assert runs[0].task == TaskSpec("trec", (Stressor("noise", 0.2),))
+
+    def must_not_parse(spec):
+        raise AssertionError(f"{spec!r} parsed again inside a run")
+
+    monkeypatch.setattr(TaskSpec, "parse", must_not_parse)
+    row = runner.run_one_safely(runs[0], tmp_path)
+    assert row["status"] == "ok" and row["task"] == "trec@noise=0.2" and row["stress_noise"] == 0.2
+
+
+def test_rows_hold_every_schema_column_and_the_store_puts_the_leading_ones_first(tiny_train, tmp_path):
+    runs, skipped = build_matrix(["trec"], ["cross_entropy", "mse"], [0], tiny_train)
+    meta = TASKS.get("trec").metadata
+    row = failure_row(runs[0], meta, RuntimeError("boom"))
+    groups = (*schema.IDENTITY_COLUMNS, *schema.DESCRIPTION_COLUMNS, *schema.SETTING_COLUMNS)
+    assert set(groups) | set(schema.ENVIRONMENT_COLUMNS) <= set(row) and row["status"] == Status.ERROR
+    assert {"diverged_step", "error_type", "message"} <= set(row) and row["baseline_loss"] == "cross_entropy"
+    assert skipped[0]["status"] == Status.SKIPPED and skipped[0]["run_id"].startswith("skip-")
+    store = ResultsStore(tmp_path)
+    store.put(row)
+    header = (tmp_path / "runs.csv").read_text().splitlines()[0].split(",")
+    assert tuple(header[: len(schema.LEADING_COLUMNS)]) == schema.LEADING_COLUMNS
+    assert store.load()["status"].tolist() == ["error"]
+
+
+def test_progress_bar_counts_runs_and_the_time_left():
+    assert runner.progress_bar(5, 10, 60.0) == "[##########..........] 5/10 60s, ETA 1m00s"
+    assert runner.progress_bar(10, 10, 61.0) == "[####################] 10/10 61s, ETA 0m00s"
 
 
 def test_matrix_writes_rows_and_report_and_resumes(tiny_train, tmp_path, monkeypatch):
@@ -158,7 +204,7 @@ def test_bf16_run_records_its_precision_and_finite_metrics(tiny_model_dir, tmp_p
 
 
 class _FirstBatchRecorder:
-    """Wraps the runner's LossTrainer to record, per loss, the initial head weights and the first training batch."""
+    """Wraps the fit step's LossTrainer to record, per loss, the initial head weights and the first training batch."""
 
     def __init__(self) -> None:
         self.seen: dict[str, dict] = {}
@@ -166,7 +212,7 @@ class _FirstBatchRecorder:
     def trainer_class(self):
         recorder = self
 
-        class RecordingTrainer(runner.LossTrainer):
+        class RecordingTrainer(fit.LossTrainer):
             def __init__(self, *args, loss, **kwargs):
                 super().__init__(*args, loss=loss, **kwargs)
                 head = {k: v.detach().clone() for k, v in self.model.classifier.state_dict().items()}
@@ -184,7 +230,7 @@ class _FirstBatchRecorder:
 def test_paired_design_same_split_order_and_head_for_every_loss(tiny_train, tmp_path, monkeypatch):
     """For one task and seed, only the loss differs: the same initial head and the same first batch."""
     recorder = _FirstBatchRecorder()
-    monkeypatch.setattr(runner, "LossTrainer", recorder.trainer_class())
+    monkeypatch.setattr(fit, "LossTrainer", recorder.trainer_class())
     losses = ["cross_entropy", "focal", "weighted_cross_entropy", "supcon_ce"]
     runs, _ = build_matrix(["trec@noise=0.2"], losses, [5], tiny_train)
     for spec in runs:
@@ -200,8 +246,8 @@ def test_paired_design_same_split_order_and_head_for_every_loss(tiny_train, tmp_
 def test_run_saves_predictions_and_optional_validation_curve(tiny_train, tmp_path):
     runs, _ = build_matrix(["trec"], ["cross_entropy"], [0], tiny_train)
     row = runner.run_one(runs[0], tmp_path, eval_steps=1)
-    run_dir = tmp_path / runner.RUNS_DIR / runs[0].run_id
-    saved = np.load(run_dir / runner.PREDICTIONS_FILE)
+    run_dir = tmp_path / RUNS_DIR / runs[0].run_id
+    saved = np.load(run_dir / PREDICTIONS_FILE)
     assert saved["logits"].shape == (row["test_examples"], 6) and saved["labels"].shape == (row["test_examples"],)
     history = json.loads((run_dir / "log_history.json").read_text())
     assert [entry["step"] for entry in history if "eval_f1_macro" in entry] == [1, 2, 3]  # 24 examples / 8

@@ -6,8 +6,9 @@ import pytest
 from transformers import AutoModelForSequenceClassification
 
 from bench.config import TrainConfig
+from bench.matrix import build_matrix
 from bench.models import DEFAULT_MODEL, resolve_model
-from bench.runner import build_matrix, run_one
+from bench.runner import run_one
 
 pytestmark = pytest.mark.slow
 

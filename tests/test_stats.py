@@ -12,7 +12,8 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
 from bench import stats
-from bench.metrics import METRIC_RANGE, expected_calibration_error, softmax
+from bench.metric_table import METRIC_RANGE
+from bench.metrics import expected_calibration_error, softmax
 
 # Demšar 2006, Table 6: AUC of C4.5 with and without curtailment (m) and cut-off (cf) on 14 UCI data sets. The
 # published ranks (3.143, 2.000, 2.893, 1.964) rank C4.5+cf above C4.5+m+cf on "voting", where the rounded table

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from bench.config import RunSpec, TrainConfig
+from bench.matrix import build_matrix, expand_task_specs
 from bench.models import DEFAULT_MODEL, resolve_model
 from bench.plugins import get_task
-from bench.runner import build_matrix, expand_task_specs, training_split
+from bench.splits import training_split
 from bench.stressors import VERSION as STRESSORS_VERSION
-from bench.stressors import Stressor, asymmetric_noise, few_shot, long_tail, parse_task_spec, symmetric_noise
+from bench.stressors import asymmetric_noise, few_shot, long_tail, symmetric_noise
+from bench.taskspec import Stressor, TaskSpec
 
 RATE_TOLERANCE = 0.02  # measured noise rate within 2 points of the requested one
 
@@ -21,11 +23,12 @@ RATE_TOLERANCE = 0.02  # measured noise rate within 2 points of the requested on
 
 
 def test_parse_spec_types_and_order():
-    base, stressors = parse_task_spec("trec@imbalance=0.1@noise=0.20@fewshot=8")
-    assert base == "trec"
-    assert stressors == (Stressor("imbalance", 0.1), Stressor("noise", 0.2), Stressor("fewshot", 8))
-    assert isinstance(stressors[2].value, int)
-    assert parse_task_spec("rt_polarity") == ("rt_polarity", ())
+    spec = TaskSpec.parse("trec@imbalance=0.1@noise=0.20@fewshot=8")
+    assert spec.base == "trec"
+    assert spec.stressors == (Stressor("imbalance", 0.1), Stressor("noise", 0.2), Stressor("fewshot", 8))
+    assert isinstance(spec.stressors[2].value, int)
+    assert str(spec) == "trec@imbalance=0.1@noise=0.2@fewshot=8"
+    assert TaskSpec.parse("rt_polarity") == TaskSpec("rt_polarity", ())
 
 
 @pytest.mark.parametrize(
@@ -44,7 +47,7 @@ def test_parse_spec_types_and_order():
 )
 def test_bad_specs_name_the_value_and_the_valid_choices(spec, message):
     with pytest.raises(ValueError, match=message):
-        parse_task_spec(spec)
+        TaskSpec.parse(spec)
 
 
 def test_label_stressors_refuse_regression_before_training():
@@ -53,11 +56,9 @@ def test_label_stressors_refuse_regression_before_training():
 
 
 def test_task_specs_expand_patterns_and_canonicalise():
-    assert expand_task_specs(["rt_polarity@noise=.30", "rt_polarity@noise=0.3", "trec"]) == [
-        "rt_polarity@noise=0.3",
-        "trec",
-    ]
-    assert expand_task_specs(["vader_m*@train=100"]) == ["vader_movies@train=100"]
+    specs = expand_task_specs(["rt_polarity@noise=.30", "rt_polarity@noise=0.3", "trec"])
+    assert [str(spec) for spec in specs] == ["rt_polarity@noise=0.3", "trec"]
+    assert [str(spec) for spec in expand_task_specs(["vader_m*@train=100"])] == ["vader_movies@train=100"]
 
 
 def test_stressed_runs_have_their_own_identity_and_task_version():
@@ -134,14 +135,14 @@ STRESSED = [
 
 @functools.cache
 def stressed(spec: str, seed: int, loss: str = "cross_entropy", train_size: int | None = 450):
-    task = get_task(parse_task_spec(spec)[0])
+    task = get_task(TaskSpec.parse(spec).base)
     run = RunSpec(spec, task.metadata.version, loss, seed, TrainConfig(train_size=train_size, precision="fp32"))
     return training_split(run, resolve_model(DEFAULT_MODEL))
 
 
 @pytest.mark.parametrize("spec", STRESSED)
 def test_evaluation_splits_stay_clean(spec):
-    clean = stressed(parse_task_spec(spec)[0], 0)[1]
+    clean = stressed(TaskSpec.parse(spec).base, 0)[1]
     _, splits = stressed(spec, 0)
     for name in ("validation", "test"):
         assert splits[name]["label"] == clean[name]["label"]
@@ -151,7 +152,7 @@ def test_evaluation_splits_stay_clean(spec):
 @pytest.mark.parametrize("spec", STRESSED)
 def test_measured_noise_rate_is_the_requested_one(spec):
     train, _ = stressed(spec, 0)
-    requested = sum(s.value for s in parse_task_spec(spec)[1] if s.name.startswith("noise"))
+    requested = sum(s.value for s in TaskSpec.parse(spec).stressors if s.name.startswith("noise"))
     measured = np.mean(np.asarray(train["label"]) != np.asarray(train["clean_label"]))
     assert measured == pytest.approx(requested, abs=RATE_TOLERANCE)
 

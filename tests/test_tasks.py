@@ -5,6 +5,7 @@ Tasks that declare ``requires_network`` (hub datasets) are skipped, with the rea
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -15,9 +16,9 @@ import datasets
 import pandas as pd
 import pytest
 
-from bench.metrics import HIGHER_IS_BETTER
+from bench.metric_table import HIGHER_IS_BETTER
 from bench.plugins import get_task
-from bench.registry import TASKS
+from bench.registry import LOSSES, TASKS
 from tasks._packaged import read_trec_questions
 from tasks.base import SPLITS, HubTask, Task, TaskMetadata, hub_unavailable_reason
 from tasks.trec_fine import MIN_QUESTIONS_PER_CLASS
@@ -64,6 +65,8 @@ def test_metadata(name: str) -> None:
     assert meta.higher_is_better == HIGHER_IS_BETTER[meta.main_metric]
     assert meta.source.strip() and meta.version.strip() and meta.description.strip()
     assert isinstance(task.requires_network, bool)
+    baseline = LOSSES.get(meta.baseline_loss)  # the loss every other loss is compared with: registered, and it fits
+    assert baseline.supports(meta.problem_type), f"baseline {meta.baseline_loss} does not support {meta.problem_type}"
     if meta.problem_type == "classification":
         assert meta.num_labels >= 2
         assert len(set(meta.label_names)) == meta.num_labels
@@ -291,3 +294,26 @@ def test_tiny_split_stratified() -> None:
     for split in SPLITS:
         counts = Counter(dataset[split]["label"])
         assert abs(counts[0] - counts[1]) <= 1, split
+
+
+def test_the_baseline_loss_defaults_by_problem_type_and_can_be_declared() -> None:
+    assert TinyTask.metadata.baseline_loss == "cross_entropy"
+    assert TinyRegressionTask.metadata.baseline_loss == "mse"
+    declared = dataclasses.replace(TinyTask.metadata, baseline_loss="focal")
+    assert declared.baseline_loss == "focal"
+    assert dataclasses.replace(declared, problem_type="regression").baseline_loss == "focal"  # declared: kept
+
+
+def test_the_plugin_api_lives_in_the_core_and_base_modules_re_export_it() -> None:
+    """Plug-ins keep importing from ``tasks.base`` / ``losses.base``; the classes are the core's own."""
+    from bench.api import loss as core_loss
+    from bench.api import task as core_task
+    from bench.api import task_sources
+    from losses import base as losses_base
+    from tasks import base as tasks_base
+
+    assert tasks_base.Task is core_task.Task and tasks_base.TaskMetadata is core_task.TaskMetadata
+    assert tasks_base.FileTask is task_sources.FileTask and tasks_base.HubTask is task_sources.HubTask
+    assert losses_base.Loss is core_loss.Loss and losses_base.upcast is core_loss.upcast
+    for module in (tasks_base, losses_base):
+        assert set(module.__all__) <= set(vars(module)), module.__name__

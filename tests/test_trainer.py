@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification, DataColla
 from bench import get_loss, runner
 from bench.adapters import register_compute_loss_func, register_module_loss
 from bench.config import TrainConfig
+from bench.matrix import build_matrix
 from bench.models import DEFAULT_MODEL, resolve_model
 from bench.registry import LOSSES, Registry
 from bench.results import ResultsStore
@@ -232,7 +233,7 @@ def own_losses(monkeypatch) -> Registry:
 def test_a_loss_that_broadcasts_fails_the_run_with_the_shape(own_losses, tiny_model_dir, tmp_path):
     own_losses.register("broadcasting_mse")(BroadcastingMSELoss)
     train = TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32)
-    runs, skipped = runner.build_matrix(["vader_movies"], ["broadcasting_mse"], [0], train)
+    runs, skipped = build_matrix(["vader_movies"], ["broadcasting_mse"], [0], train)
     failed = runner.run_matrix(runs, skipped, tmp_path, quiet=True)
     assert [row["status"] for row in failed] == ["error"]
     row = ResultsStore(tmp_path).load().iloc[0]

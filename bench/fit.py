@@ -1,0 +1,176 @@
+"""The fit step both protocols share: the Trainer's settings, the shared ``LossTrainer``, training, predicting the
+test split, writing the run's files, and the finished run's row."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sized
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import transformers
+from torch import nn
+from transformers import PrinterCallback, TrainingArguments
+
+from bench.api.loss import Loss
+from bench.api.task import TaskMetadata
+from bench.config import RunSpec
+from bench.environment import PeakMemory
+from bench.metrics import compute_metrics
+from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUNS_DIR
+from bench.rows import finished_row
+from bench.splits import LabelStats
+from bench.trainer import LossTrainer
+
+MAX_LOGGING_STEPS = 10  # the training loss is logged every 10 steps, or more often in short runs (logging_steps)
+EVAL_BATCH_SIZE = 64
+
+
+def logging_steps(train_examples: int, batch_size: int, epochs: float) -> int:
+    """Steps between the training-loss entries of a run's log history: every ``MAX_LOGGING_STEPS``, or about a
+    tenth of the run when it is shorter, so that every run logs its training loss at least once."""
+    total_steps = math.ceil(math.ceil(train_examples / batch_size) * epochs)  # the Trainer's max_steps
+    return min(MAX_LOGGING_STEPS, max(1, total_steps // 10))
+
+
+def training_arguments(
+    spec: RunSpec,
+    output_dir: str,
+    *,
+    train_examples: int,
+    eval_steps: int = 0,
+    length_grouped: bool | None = None,
+    torch_compile: bool = False,
+) -> TrainingArguments:
+    """The Trainer settings of a run on ``train_examples`` examples: its TrainConfig, no checkpoints, no progress
+    bars, bf16 autocast if asked, the training loss logged at least once (``logging_steps``).
+
+    ``length_grouped`` None follows the config; ``torch_compile`` compiles the model (``make perf`` times it).
+    """
+    grouped = spec.train.length_grouped if length_grouped is None else length_grouped
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=spec.train.epochs,
+        learning_rate=spec.train.learning_rate,
+        per_device_train_batch_size=spec.train.batch_size,
+        per_device_eval_batch_size=EVAL_BATCH_SIZE,
+        weight_decay=spec.train.weight_decay,
+        warmup_steps=spec.train.warmup_ratio,
+        lr_scheduler_type="linear",
+        # Random mega-batches (50 batches, or a quarter of the data), each sorted by length: little padding.
+        train_sampling_strategy="group_by_length" if grouped else "random",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        save_strategy="no",
+        eval_strategy="steps" if eval_steps > 0 else "no",
+        eval_steps=eval_steps if eval_steps > 0 else None,
+        logging_steps=logging_steps(train_examples, spec.train.batch_size, spec.train.epochs),
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not transformers.utils.is_torch_cuda_available(),
+        bf16=spec.train.precision == "bf16",  # autocast; the losses compute in float32 (bench.api.loss.upcast)
+        torch_compile=torch_compile,
+    )
+
+
+def validation_scorer(meta: TaskMetadata, class_counts: list[int] | None, eval_steps: int) -> Callable | None:
+    """The Trainer's ``compute_metrics`` for periodic validation (``eval_steps > 0``), else None."""
+    if eval_steps <= 0:
+        return None
+    return lambda p: compute_metrics(meta.problem_type, p.predictions, p.label_ids, class_counts)
+
+
+def fit(
+    spec: RunSpec,
+    model: nn.Module,
+    data: Mapping[str, Sized],
+    out_dir: Path,
+    *,
+    loss: Loss,
+    meta: TaskMetadata,
+    data_collator: Callable,
+    labels: LabelStats,
+    started: float,
+    processing_class: Any = None,
+    length_grouped: bool | None = None,
+    eval_steps: int = 0,
+    torch_compile: bool = False,
+) -> dict[str, Any]:
+    """The fit step: the shared ``LossTrainer`` trains ``model`` on ``data['train']`` under ``loss`` (scoring
+    ``data['validation']`` every ``eval_steps`` steps when > 0), then ``train_and_record``. ``labels`` describe the
+    training split; ``started`` is when the run began (``time.perf_counter``), for its wall time."""
+    with tempfile.TemporaryDirectory(prefix="lossbench-") as scratch:
+        args = training_arguments(
+            spec,
+            scratch,
+            train_examples=len(data["train"]),
+            eval_steps=eval_steps,
+            length_grouped=length_grouped,
+            torch_compile=torch_compile,
+        )
+        trainer = LossTrainer(
+            model=model,
+            args=args,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"] if eval_steps > 0 else None,
+            data_collator=data_collator,
+            processing_class=processing_class,
+            compute_metrics=validation_scorer(meta, labels.class_counts, eval_steps),
+            loss=loss,
+        )
+        return train_and_record(spec, trainer, data, out_dir, meta=meta, labels=labels, started=started)
+
+
+def train_and_record(
+    spec: RunSpec,
+    trainer: LossTrainer,
+    data: Mapping[str, Sized],
+    out_dir: Path,
+    *,
+    meta: TaskMetadata,
+    labels: LabelStats,
+    started: float,
+) -> dict[str, Any]:
+    """Train, predict the test split, write the log history and test predictions under ``out_dir/runs/<run_id>/``
+    and return the finished row."""
+    trainer.remove_callback(PrinterCallback)  # one concise line per run is printed by the matrix instead
+    with PeakMemory() as memory:
+        train_metrics = trainer.train().metrics
+    eval_started = time.perf_counter()
+    prediction = trainer.predict(data["test"])
+    eval_seconds = time.perf_counter() - eval_started
+
+    run_dir = out_dir / RUNS_DIR / spec.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / LOG_HISTORY_FILE).write_text(json.dumps(trainer.state.log_history, indent=1))
+    np.savez_compressed(
+        run_dir / PREDICTIONS_FILE,
+        logits=np.asarray(prediction.predictions, dtype=np.float32),
+        labels=np.asarray(prediction.label_ids),
+    )
+
+    class_counts = labels.class_counts
+    test_metrics = compute_metrics(meta.problem_type, prediction.predictions, prediction.label_ids, class_counts)
+    return finished_row(
+        spec,
+        meta,
+        {
+            "train_examples": len(data["train"]),
+            "train_noise_rate": labels.noise_rate,
+            "train_class_counts": json.dumps(class_counts) if class_counts is not None else None,
+            "test_examples": len(data["test"]),
+            **{f"test_{name}": value for name, value in test_metrics.items()},
+            "test_loss": prediction.metrics["test_loss"],
+            "train_loss": train_metrics["train_loss"],
+            "train_seconds": train_metrics["train_runtime"],
+            "train_samples_per_second": train_metrics["train_samples_per_second"],
+            "eval_seconds": eval_seconds,
+            "peak_rss_mb": round(memory.peak_rss_mb, 1),
+            "peak_gpu_mb": memory.peak_gpu_mb,
+            "wall_seconds": time.perf_counter() - started,
+        },
+    )

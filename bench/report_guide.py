@@ -1,0 +1,95 @@
+"""The report's "How to read this report" text, in one place: ``bench.report`` puts it in every REPORT.md, and
+``make docs`` (``bench.docs``) writes it into docs/report.md, so the two never differ.
+
+Its metric table comes from ``bench.metric_table``; its numbers (α, the paired test, Friedman's minimum) from
+``bench.stats``.
+"""
+
+from __future__ import annotations
+
+from bench import stats
+from bench.api.task import BASELINE_LOSS_BY_PROBLEM_TYPE
+from bench.metric_table import METRICS, METRICS_BY_PROBLEM_TYPE, range_text
+
+STATS_FILE = "stats.csv"  # every number of the report, unrounded, written beside REPORT.md by bench.report
+
+
+def _default_baselines() -> str:
+    """'`cross_entropy` for classification, `mse` for regression'."""
+    return ", ".join(f"`{loss}` for {problem_type}" for problem_type, loss in BASELINE_LOSS_BY_PROBLEM_TYPE.items())
+
+
+def _metric_table() -> str:
+    """A Markdown table of the task metrics: name and direction, problem type, range, what it measures."""
+    rows = ["| metric | problem type | range | what it measures |", "|---|---|---|---|"]
+    for problem_type, names in METRICS_BY_PROBLEM_TYPE.items():
+        for name in names:
+            metric = METRICS[name]
+            rows.append(f"| `{name} {metric.arrow}` | {problem_type} | {range_text(name)} | {metric.description} |")
+    return "\n".join(rows)
+
+
+HOW_TO_READ = f"""\
+Method: each (task, loss) is run with the same seeds; a loss is compared with its task's baseline, named under the
+task's header (by default {_default_baselines()}),
+by a **{stats.PAIRED_TEST}** on the per-seed differences, and the p-values of one task and metric are
+**Holm-corrected** across its losses (α = {stats.ALPHA}). The t-test is used because Wilcoxon's signed-rank test
+cannot reach p < 0.05 with fewer than 6 seeds. With 1 seed nothing is tested.
+
+Task tables, one row per loss, best main metric first:
+
+- `loss`: the loss and its non-default parameters (`loss_spec`), the identity of a row.
+  The baseline's row is the reference for every difference and test in the table.
+- `n`: seeds that finished for this loss on this task; runs that failed or diverged are counted in brackets.
+  They are never averaged in; the statistics use the finished seeds only.
+- main metric (e.g. `f1_macro ↑`): **mean ± standard deviation over seeds** on the held-out test split.
+  ↑ higher is better, ↓ lower is better; the best mean of each metric column is in **bold**.
+- `95% CI`: the t-interval of the mean over seeds, mean ± t(0.975, n − 1) · std / √n, clipped to the metric's range.
+  It needs n ≥ 2 and is wide with 3 seeds: a loss whose interval covers the baseline's mean is not shown better.
+  † marks an interval that reached past the range (e.g. below 0 for recall: t(0.975, 1) = 12.7 at 2 seeds) and was
+  cut to it; at fewer than 5 seeds the t-interval of a bounded metric is a rough guide only.
+- Chance level (below each task's header): the main metric of a predictor that learned nothing, on the test split.
+  Classification: always the most common test class, with the class frequencies as probabilities (and, for accuracy,
+  1 / classes for a uniform random guess); regression: Pearson, Spearman and R² are 0. `≈ chance` after a mean
+  marks a loss within noise of it: no better, closer than 1.96 standard errors of the test split's sampling noise
+  (every seed is scored on the same test examples) or than its own seed std, or its 95% CI covers it.
+- `Δ vs <baseline>`: mean ± standard deviation of the per-seed difference loss − baseline on the main metric.
+  Only seeds both finished are paired; "(k pairs)" appears when that is fewer than `n`.
+- `p (Holm)`: the paired t-test's p-value on those differences, Holm-corrected across the task's losses.
+  "–" means no test: fewer than 2 pairs, or this is the baseline.
+- `verdict`: `better` / `worse` when p (Holm) < {stats.ALPHA} **and** |Δ| is at least the baseline's seed std.
+  Otherwise `within noise`; `n < 2` when there are too few pairs to test, `baseline` for the baseline itself.
+- Other metric columns: mean ± std over seeds; ▲ / ▼ marks a loss that is better / worse than the baseline on that
+  metric by the same rule as `verdict` (paired t-test, Holm across losses, beyond the baseline's seed std).
+- `train s`, `samples/s`: mean training time per run and training throughput (examples per second).
+  They are measured on the hardware in the top table; compare them only within one report.
+- `peak MB` (and `peak GPU MB` when a GPU ran): peak resident memory of the process during training.
+  The shared model dominates it; a loss that needs more memory shows up as a higher peak.
+
+The metrics (↑ higher is better, ↓ lower is better; the range is every value a metric can take):
+
+{_metric_table()}
+
+"All metrics" (collapsed under each table) gives, for every metric, the same n, mean ± std, 95% CI, paired
+difference with its 95% t-interval (clipped to ± the range's width), raw and Holm-corrected p and verdict;
+`{STATS_FILE}` holds these numbers unrounded.
+
+Across tasks, one table per problem type (classification and regression losses never share a task):
+
+- task columns: the loss's rank on that task's main metric, 1 = best, ties sharing their mean rank.
+  Ranks are of the mean over seeds; a loss is ranked only on tasks where it has finished runs.
+- `mean rank`: the mean of those ranks, lower is better; rows are sorted by it.
+  Read it with the Friedman line below the table: a rank order that chance could produce is no ranking.
+- Friedman's test asks whether any loss ranks consistently better, over the losses with results on every task.
+  It needs at least {stats.MIN_FRIEDMAN} tasks and {stats.MIN_FRIEDMAN} losses; with fewer the report says so instead.
+- Nemenyi's post-hoc test compares every pair of losses; two losses whose mean ranks differ by less than the
+  critical difference (CD) are not distinguishable. The critical-difference diagram joins them with a bar.
+
+Plots (`plots/`): per task, the main metric per loss (each seed a grey dot, the mean with its 95% CI, coloured by
+verdict); learning curves (training loss vs step per loss, each on its own scale, mean over seeds with their range
+shaded; below, the validation main metric vs step when the runs logged it); reliability diagrams for classification
+(accuracy per confidence bin against the diagonal, every seed's test predictions pooled into one set of bins: their
+pooled ECE is not the table's mean of per-run ECEs, and each panel gives both). A loss's own value is never compared
+across losses: different losses are on different scales.
+
+Skipped pairs are (task, loss) combinations the loss does not support; failed runs are listed with their error."""
