@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench import stats
+from bench import power, stats
 from bench.api.task import default_baseline_loss
 from bench.config import FINE_TUNE
 from bench.metric_table import HEADLINE_METRICS, METRICS_BY_PROBLEM_TYPE, higher_is_better
@@ -21,6 +21,8 @@ from bench.results import ResultsStore, learning_curve, run_protocols
 from bench.status import Status
 
 FINISHED = Status.OK  # a run that finished; Status.SKIPPED: an incompatible (task, loss) pair
+ONE_POINT = 0.01  # the difference whose seeds-needed the report gives: 1 point of a metric in [0, 1]
+COLLAPSED = "collapsed"  # runs.csv's column: the run is no better than a constant prediction (bench.collapse)
 # The cost columns a task table shows, averaged over a loss's finished runs, when the runs recorded them.
 COST_COLUMNS = ("train_seconds", "train_samples_per_second", "peak_rss_mb", "peak_gpu_mb")
 
@@ -60,7 +62,46 @@ def task_baseline(rows: pd.DataFrame, problem_type: str) -> str:
     return default_baseline_loss(problem_type)
 
 
+def collapsed_flags(rows: pd.DataFrame) -> pd.Series:
+    """Each row's ``collapsed`` flag as True, False or NaN (unknown: a row written before the column existed)."""
+    if COLLAPSED not in rows.columns:
+        return pd.Series(np.nan, index=rows.index, dtype=object)
+    words = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+    return rows[COLLAPSED].map(lambda value: words.get(str(value).strip().lower(), np.nan)).astype(object)
+
+
 # --- one task ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskPower:
+    """How small a paired difference on a task's main metric its seeds can detect.
+
+    ``comparisons`` (m): the losses tested against the baseline, the Holm family; ``pooled_std``: the standard
+    deviation of the paired differences pooled over those ``pooled_losses`` comparisons; ``seeds``: the fewest pairs
+    of any of them; ``mdd``: the true difference ``seeds`` pairs detect with ``power.POWER`` probability by a paired
+    t-test at α / m (``bench.power``), NaN without a test; ``seeds_for_point``: the seeds a difference of
+    ``ONE_POINT`` would need at that std and m (``power.MAX_SEEDS`` + 1: more than that)."""
+
+    comparisons: int
+    pooled_std: float
+    pooled_losses: int
+    seeds: int
+    mdd: float
+    seeds_for_point: int | None
+
+
+def task_power(main: pd.DataFrame) -> TaskPower | None:
+    """The ``TaskPower`` of a task's main-metric table (``stats.compare_losses``); None when nothing was tested."""
+    tested = main[np.isfinite(main["p"].to_numpy(dtype=np.float64))]
+    if tested.empty:
+        return None
+    comparisons = len(tested)
+    pooled, pooled_losses = stats.pooled_std(tested["diff_std"].tolist(), tested["n_pairs"].astype(int).tolist())
+    seeds = int(tested["n_pairs"].min())
+    mdd = stats.minimum_detectable_difference(pooled, seeds, comparisons)
+    needed = power.seeds_needed(pooled, ONE_POINT, comparisons, stats.ALPHA) if np.isfinite(pooled) else None
+    return TaskPower(comparisons, pooled, pooled_losses, seeds, mdd, needed)
 
 
 @dataclass
@@ -81,6 +122,8 @@ class TaskAnalysis:
     best: dict[str, float] = field(default_factory=dict)  # metric -> the best mean of any loss
     costs: pd.DataFrame = field(default_factory=pd.DataFrame)  # index loss, COST_COLUMNS recorded: mean over runs
     failed: dict[str, dict[str, int]] = field(default_factory=dict)  # loss -> status -> runs that did not finish
+    power: TaskPower | None = None  # the main metric's minimum detectable difference; None when nothing was tested
+    collapsed: dict[str, int] = field(default_factory=dict)  # loss -> its finished runs flagged collapsed (if any)
 
     @property
     def main(self) -> pd.DataFrame:
@@ -120,6 +163,17 @@ class TaskAnalysis:
             for loss, row in self.table.loc[metric].iterrows()
             if row["verdict"] in (stats.BETTER, stats.WORSE)
         ]
+
+    @property
+    def all_undecided(self) -> bool:
+        """Whether the task has comparisons with the baseline on the main metric and none is better or worse."""
+        tested = self.main[np.isfinite(self.main["p"].to_numpy(dtype=np.float64))]
+        return bool(len(tested)) and not tested["verdict"].isin([stats.BETTER, stats.WORSE]).any()
+
+    @property
+    def collapsed_total(self) -> int:
+        """The task's finished runs flagged collapsed."""
+        return sum(self.collapsed.values())
 
     @property
     def other_loss_better(self) -> bool:
@@ -177,7 +231,18 @@ def analyse_task(task: str, rows: pd.DataFrame, test_labels: tuple[np.ndarray, i
         best=_best_means(table, metrics),
         costs=_costs(finished, losses),
         failed=_failed_by_loss(rows, losses),
+        power=task_power(main),
+        collapsed=_collapsed_by_loss(finished, losses),
     )
+
+
+def _collapsed_by_loss(finished: pd.DataFrame, losses: list[str]) -> dict[str, int]:
+    """Per loss (in ``losses`` order), its finished runs flagged collapsed, for the losses that have any; rows
+    without the flag (written before it existed) count as not collapsed."""
+    flags = collapsed_flags(finished).eq(True)
+    loss_of_run = finished["loss_spec"].astype(str)
+    counts = {loss: int((flags & (loss_of_run == loss)).sum()) for loss in losses}
+    return {loss: count for loss, count in counts.items() if count}
 
 
 def _near_chance(main: pd.DataFrame, chance: stats.ChanceLevel | None, higher: bool) -> list[str]:
@@ -346,6 +411,7 @@ class Overview:
     made_by: list[tuple[str, str, int]]  # (hardware, precision, finished runs) when the runs mix several, else empty
     train_seconds: float | None  # summed over every row; None when runs.csv has no such column
     feature_seconds: float | None  # the probe's encoding time, summed likewise
+    collapsed: int = 0  # finished runs flagged collapsed (no better than a constant prediction)
 
     @property
     def failed_total(self) -> int:
@@ -362,6 +428,7 @@ def overview(runs: pd.DataFrame) -> Overview:
         made_by=_hardware_and_precision(runs[runs["status"] == FINISHED]),
         train_seconds=_total(runs, "train_seconds"),
         feature_seconds=_total(runs, "feature_seconds"),
+        collapsed=int(collapsed_flags(runs[runs["status"] == FINISHED]).eq(True).sum()),
     )
 
 

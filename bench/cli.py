@@ -66,6 +66,14 @@ def _train_size(text: str) -> int | None:
     return int(text)
 
 
+def _train_layers(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"train-layers must be an integer >= 0 or 'all', got {text!r}")
+    return int(text)
+
+
 def _integer_at_least(low: int, flag: str) -> Callable[[str], int]:
     """An argparse type: an integer >= ``low``, refused with the flag's name and valid range."""
 
@@ -181,7 +189,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-steps",
         type=_integer_at_least(0, "eval-steps"),
         default=0,
-        help="also score the validation split every N training steps, for learning curves (default 0: never)",
+        help="also score the validation split every N training steps, for learning curves (default 0: never); "
+        "with --select-checkpoint, how often it scores (0: about 4 times per epoch)",
+    )
+    run.add_argument(
+        "--train-layers",
+        type=_train_layers,
+        default=DEFAULTS.train_layers,
+        metavar="K|all",
+        help="fine-tune only the top K transformer layers and the head, on cached outputs of the frozen layers below "
+        "(cached under $LOSSBENCH_CACHE, default ~/.cache/lossbench); K in [0, the model's layers] (default all: "
+        "every weight)",
+    )
+    run.add_argument(
+        "--select-checkpoint",
+        action="store_true",
+        help="score the validation split during training (--eval-steps), keep the best weights by the task's main "
+        "metric and score the test split with them; rows add best_step, evaluations, stopped_early, test_last_*",
+    )
+    run.add_argument(
+        "--patience",
+        type=_integer_at_least(0, "patience"),
+        default=DEFAULTS.patience,
+        help="with --select-checkpoint: stop after P evaluations without improvement (default 0: never)",
     )
     run.add_argument(
         "--length-grouping",
@@ -323,6 +353,12 @@ def folder_for(out: str, train: TrainConfig) -> str:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The run settings of ``lossbench run``; without --epochs / --lr, the protocol's own (``TrainConfig``)."""
+    if args.patience and not args.select_checkpoint:
+        raise ValueError(f"--patience {args.patience} needs --select-checkpoint (it stops on validation scores).")
+    if args.train_layers is not None and args.freeze_encoder:
+        raise ValueError("--train-layers applies to fine-tuning; --freeze-encoder is the linear probe: give one.")
+    if args.train_layers is not None and args.length_grouped:
+        raise ValueError("--train-layers trains on cached states, which are not grouped by length: drop one of them.")
     return TrainConfig(
         model=args.model,
         train_size=args.train_size,
@@ -333,6 +369,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         precision=args.precision,
         length_grouped=args.length_grouped,
         freeze_encoder=args.freeze_encoder,
+        train_layers=args.train_layers,
+        select_checkpoint=args.select_checkpoint,
+        eval_steps=args.eval_steps if args.select_checkpoint else 0,  # else only learning curves: not a setting
+        patience=args.patience,
     )
 
 
@@ -385,12 +425,33 @@ def check_max_length(model_path: str, max_length: int) -> None:
         )
 
 
+def check_train_layers(model_path: str, train_layers: int | None) -> None:
+    """Refuse ``--train-layers`` for a model without a BERT-style encoder, or above its depth, before any training:
+    the model is built from its config on the meta device (no weights loaded, no memory)."""
+    if train_layers is None:
+        return
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from bench.depth import check_train_layers as check_depth
+    from bench.depth import encoder_layers
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(model_path))
+    try:
+        check_depth(train_layers, len(encoder_layers(model)))
+    except ValueError as error:
+        raise ValueError(f"--train-layers {train_layers}: {error}") from None
+
+
 def run_command(args: argparse.Namespace) -> int:
     train = train_config(args)
     runs, skipped = plan_matrix(args, train)
     check_out_dir(args.out)
     executor = make_executor(args)
-    check_max_length(check_model(args.model), args.max_length)
+    model_path = check_model(args.model)
+    check_max_length(model_path, args.max_length)
+    check_train_layers(model_path, train.train_layers)
 
     from bench.compatibility import protocol_conflict, settings_conflicts
     from bench.report import write_report  # heavy imports only once every argument is known to be good
@@ -415,7 +476,7 @@ def run_command(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             rerun=args.rerun,
             quiet=args.quiet,
-            eval_steps=args.eval_steps,
+            eval_steps=0 if args.select_checkpoint else args.eval_steps,  # else in the settings (TrainConfig)
             executor=executor,
         )
     except KeyboardInterrupt:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from bench.api.task import TaskMetadata
 from bench.metrics import compute_metrics
 
 UNDEFINED_FOR_A_CONSTANT = {"pearson": 0.0, "spearman": 0.0}
@@ -50,3 +52,23 @@ def is_collapsed(value: float, constant: float, *, higher_is_better: bool) -> bo
     if not math.isfinite(value):
         return True
     return value <= constant if higher_is_better else value >= constant
+
+
+def collapse_columns(
+    meta: TaskMetadata,
+    test_metrics: Mapping[str, float],
+    test_labels: np.ndarray,
+    *,
+    class_counts: Sequence[int] | None = None,
+    train_mean: float | None = None,
+) -> dict[str, Any]:
+    """``test_constant_<main metric>``, the main metric of the constant predictor learned from the run's training
+    split (its majority class, from ``class_counts``, or its mean target ``train_mean``) on the same ``test_labels``,
+    and ``collapsed``: whether the run's test main metric is no better than that ."""
+    metric = meta.main_metric
+    constant = constant_score(meta.problem_type, metric, test_labels, class_counts=class_counts, train_mean=train_mean)
+    value = float(test_metrics[metric])
+    return {
+        f"test_constant_{metric}": constant,
+        "collapsed": is_collapsed(value, constant, higher_is_better=meta.higher_is_better),
+    }

@@ -50,6 +50,11 @@ class TrainConfig:
     # mean scores fell (rt_polarity -0.012, sms_spam -0.015 over 39 / 23 paired runs; measured, see PERF.md).
     length_grouped: bool = False
     freeze_encoder: bool = False  # train only a linear head on the frozen encoder's features: another protocol
+    # Opt-in settings (bench.depth, bench.checkpoint); at their defaults they leave a run, and its run_id, as before.
+    train_layers: int | None = None  # fine-tune the top K layers and the head on cached lower-layer states; None: all
+    select_checkpoint: bool = False  # keep the best validation checkpoint (in memory) and score the test split with it
+    eval_steps: int = 0  # with select_checkpoint: validation every N steps; 0: about 4 times per epoch
+    patience: int = 0  # with select_checkpoint: stop after this many evaluations without improvement; 0: never
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -70,10 +75,32 @@ class TrainConfig:
             "max_length": (self.max_length >= MIN_MAX_LENGTH, f"an integer >= {MIN_MAX_LENGTH}"),
             "weight_decay": (0 <= self.weight_decay < math.inf, "a finite number >= 0"),
             "warmup_ratio": (0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
+            "train_layers": (
+                self.train_layers is None
+                or (
+                    isinstance(self.train_layers, int)
+                    and not isinstance(self.train_layers, bool)
+                    and self.train_layers >= 0
+                ),
+                "an integer >= 0 (at most the model's layers), or None for all",
+            ),
+            "eval_steps": (self.eval_steps >= 0, "an integer >= 0"),
+            "patience": (self.patience >= 0, "an integer >= 0"),
         }
         for name, (ok, valid) in checks.items():
             if not ok:
                 raise ValueError(f"Invalid {name}={getattr(self, name)!r}: must be {valid}")
+        combinations = {  # a setting that needs (or excludes) another: (whether it is fine, the rule in words)
+            "train_layers": (
+                self.train_layers is None or not (self.freeze_encoder or self.length_grouped),
+                "applies to fine-tuning without length grouping (not with freeze_encoder or length_grouped)",
+            ),
+            "eval_steps": (self.select_checkpoint or not self.eval_steps, "needs select_checkpoint"),
+            "patience": (self.select_checkpoint or not self.patience, "needs select_checkpoint"),
+        }
+        for name, (ok, rule) in combinations.items():
+            if not ok:
+                raise ValueError(f"Invalid {name}={getattr(self, name)!r}: {rule}")
 
     @property
     def protocol(self) -> str:
@@ -108,7 +135,14 @@ _SLUG_TAGS = {
     "weight_decay": lambda decay: f"wd{_short_float(decay)}",
     "warmup_ratio": lambda ratio: f"warmup{ratio:g}",
     "length_grouped": lambda grouped: "grouped",
+    "train_layers": lambda k: f"top{k}",
+    "select_checkpoint": lambda selected: "best",
+    "eval_steps": lambda steps: f"eval{steps}",
+    "patience": lambda patience: f"patience{patience}",
 }
+# Settings added after runs were published: a run's identity names them only when they differ from their defaults, so
+# the runs made before them keep their run_ids.
+OPT_IN_SETTINGS = ("train_layers", "select_checkpoint", "eval_steps", "patience")
 
 
 @dataclass(frozen=True)
@@ -128,14 +162,18 @@ class RunSpec:
             object.__setattr__(self, "task", TaskSpec.parse(self.task))
 
     def identity(self) -> dict[str, Any]:
-        """Everything that defines the run's result."""
+        """Everything that defines the run's result (the opt-in settings only where they are not at their default)."""
+        settings = asdict(self.train)
+        for name in OPT_IN_SETTINGS:
+            if settings[name] == TrainConfig.__dataclass_fields__[name].default:
+                del settings[name]
         return {
             "task": str(self.task),  # the canonical spec string
             "task_version": self.task_version,
             "loss": self.loss,
             "loss_params": self.loss_params,
             "seed": self.seed,
-            **asdict(self.train),
+            **settings,
         }
 
     @property

@@ -15,14 +15,24 @@ During Transformer Fine-Tuning" (freezing the lower layers of BERT keeps most of
 from __future__ import annotations
 
 import copy
+import hashlib
+import itertools
+import json
+import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from bench.config import TrainConfig
+from bench.results import atomic_file
 
 INPUT_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
 ENCODE_BATCH = 64
@@ -191,3 +201,82 @@ def collate_states(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         states[i, :length] = row["inputs_embeds"]
         mask[i, :length] = 1
     return {"inputs_embeds": states, "attention_mask": mask, "labels": torch.stack([row["labels"] for row in rows])}
+
+
+# The cache of lower-layer states: per (task, model, max_length, K, precision, token ids), in this process's memory and
+# on disk beside the probe's features (``$LOSSBENCH_CACHE``, default ``~/.cache/lossbench``), like ``bench.probe``'s.
+CACHE_ENV = "LOSSBENCH_CACHE"
+STATES_DIR = "states"
+_STATES: dict[tuple, dict[str, PackedStates]] = {}  # this process's states: settings -> split -> states
+
+
+def cache_dir() -> Path:
+    """Where states are stored: ``$LOSSBENCH_CACHE/states`` (default ``~/.cache/lossbench/states``)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lossbench") / STATES_DIR
+
+
+def states_key(
+    task: str, version: str, model_path: str, k: int, train: TrainConfig, splits: datasets.DatasetDict
+) -> str:
+    """A hash of everything the states depend on: the task and its version, the model (and, for a local checkpoint,
+    its weight files' sizes and times), max_length, K, precision, and the token ids of every split in row order."""
+    digest = hashlib.sha256()
+    weights = sorted(p for p in Path(model_path).glob("*") if p.suffix in {".safetensors", ".bin"})
+    identity = [task, version, model_path, train.max_length, k, train.precision]
+    identity += [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights]
+    digest.update(json.dumps(identity).encode())
+    for name in sorted(splits):
+        ids = splits[name]["input_ids"]
+        digest.update(name.encode() + np.asarray([len(row) for row in ids], dtype=np.int64).tobytes())
+        digest.update(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64).tobytes())
+    return f"{task}-top{k}-{digest.hexdigest()[:20]}"
+
+
+def _token_lengths(split: datasets.Dataset) -> list[int]:
+    return [len(ids) for ids in split["input_ids"]]
+
+
+def read_states(path: Path, splits: datasets.DatasetDict, hidden: int) -> dict[str, PackedStates] | None:
+    """Cached states, or None when absent, unreadable or not fitting every split's rows (``is_valid_for``)."""
+    try:
+        with np.load(path) as saved:
+            states = {name: PackedStates(saved[f"{name}.tokens"], saved[f"{name}.offsets"]) for name in splits}
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    if not all(states[name].is_valid_for(_token_lengths(splits[name]), hidden) for name in splits):
+        return None
+    return states
+
+
+def write_states(path: Path, states: Mapping[str, PackedStates]) -> None:
+    """Write atomically (``bench.results.atomic_file``): concurrent workers never read half a file."""
+    arrays = {}
+    for name, packed in states.items():
+        arrays[f"{name}.tokens"], arrays[f"{name}.offsets"] = packed.tokens, packed.offsets
+    with atomic_file(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def task_states(
+    task: str, version: str, splits: datasets.DatasetDict, model: PreTrainedModel, model_path: str, train: TrainConfig
+) -> tuple[dict[str, PackedStates], float]:
+    """The states below the top ``train.train_layers`` layers for every split of a task, from this process's memo,
+    else the disk cache, else ``model``'s frozen part (then stored in both); with the seconds spent encoding (0 when
+    cached). ``model`` is the pretrained model the run fine-tunes: its frozen part is the checkpoint's."""
+    k = train.train_layers
+    settings = (task, version, model_path, train.max_length, k, train.precision)
+    if settings in _STATES:
+        return _STATES[settings], 0.0
+    path = cache_dir() / f"{states_key(task, version, model_path, k, train, splits)}.npz"
+    states, seconds = read_states(path, splits, model.config.hidden_size), 0.0
+    if states is None:
+        started = time.perf_counter()
+        pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+        states = {}
+        for name, split in splits.items():
+            rows = split.select_columns([c for c in INPUT_COLUMNS if c in split.column_names])[:]
+            states[name] = lower_layer_states(model, k, rows, pad, precision=train.precision)
+        seconds = time.perf_counter() - started
+        write_states(path, states)
+    _STATES[settings] = states
+    return states, seconds

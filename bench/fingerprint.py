@@ -41,13 +41,17 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent  # the folder that holds bench/, losses/ and tasks/
 # The code that computes a run, relative to ROOT (glob patterns allowed): data preparation (data, splits, stressors),
-# the fit step and the trainer, the two protocols, metrics, model loading, the plug-in API and the adapters.
+# the fit step and the trainer, checkpoint selection, the two protocols and fine-tuning depth (its states cache),
+# metrics, model loading, the plug-in API and the adapters.
 # Orchestration that does not change a number (the driver, matrix, rows, executors, results, report, CLI) is left
 # out, so editing it keeps results current.
 CORE_CODE = (
     "bench/adapters.py",
     "bench/api/*.py",
+    "bench/checkpoint.py",
+    "bench/collapse.py",
     "bench/data.py",
+    "bench/depth.py",
     "bench/evaluate_metrics/*/*.py",
     "bench/finetune.py",
     "bench/fit.py",

@@ -18,6 +18,8 @@ from transformers import PrinterCallback, TrainingArguments
 
 from bench.api.loss import Loss
 from bench.api.task import TaskMetadata
+from bench.checkpoint import BestCheckpoint
+from bench.collapse import collapse_columns
 from bench.config import RunSpec
 from bench.environment import PeakMemory
 from bench.metrics import compute_metrics
@@ -28,6 +30,7 @@ from bench.trainer import LossTrainer
 
 MAX_LOGGING_STEPS = 10  # the training loss is logged every 10 steps, or more often in short runs (logging_steps)
 EVAL_BATCH_SIZE = 64
+EVALUATIONS_PER_EPOCH = 4  # checkpoint selection without --eval-steps scores the validation split this often
 
 
 def logging_steps(train_examples: int, batch_size: int, epochs: float) -> int:
@@ -77,6 +80,14 @@ def training_arguments(
     )
 
 
+def selection_eval_steps(spec: RunSpec, train_examples: int) -> int:
+    """Steps between the validation evaluations of checkpoint selection: ``eval_steps``, or about
+    ``EVALUATIONS_PER_EPOCH`` times per epoch when it is 0."""
+    if spec.train.eval_steps:
+        return spec.train.eval_steps
+    return max(1, math.ceil(math.ceil(train_examples / spec.train.batch_size) / EVALUATIONS_PER_EPOCH))
+
+
 def validation_scorer(meta: TaskMetadata, class_counts: list[int] | None, eval_steps: int) -> Callable | None:
     """The Trainer's ``compute_metrics`` for periodic validation (``eval_steps > 0``), else None."""
     if eval_steps <= 0:
@@ -102,7 +113,17 @@ def fit(
 ) -> dict[str, Any]:
     """The fit step: the shared ``LossTrainer`` trains ``model`` on ``data['train']`` under ``loss`` (scoring
     ``data['validation']`` every ``eval_steps`` steps when > 0), then ``train_and_record``. ``labels`` describe the
-    training split; ``started`` is when the run began (``time.perf_counter``), for its wall time."""
+    training split; ``started`` is when the run began (``time.perf_counter``), for its wall time.
+
+    With ``select_checkpoint`` the validation split is scored every ``selection_eval_steps`` steps (overriding
+    ``eval_steps``) and ``BestCheckpoint`` keeps the best weights by the task's main metric (``train_and_record``
+    scores the test split with them)."""
+    selector = None
+    if spec.train.select_checkpoint:
+        eval_steps = selection_eval_steps(spec, len(data["train"]))
+        selector = BestCheckpoint(
+            meta.main_metric, greater_is_better=meta.higher_is_better, patience=spec.train.patience
+        )
     with tempfile.TemporaryDirectory(prefix="lossbench-") as scratch:
         args = training_arguments(
             spec,
@@ -121,8 +142,11 @@ def fit(
             processing_class=processing_class,
             compute_metrics=validation_scorer(meta, labels.class_counts, eval_steps),
             loss=loss,
+            callbacks=[selector] if selector else None,
         )
-        return train_and_record(spec, trainer, data, out_dir, meta=meta, labels=labels, started=started)
+        return train_and_record(
+            spec, trainer, data, out_dir, meta=meta, labels=labels, started=started, selector=selector
+        )
 
 
 def train_and_record(
@@ -134,13 +158,36 @@ def train_and_record(
     meta: TaskMetadata,
     labels: LabelStats,
     started: float,
+    selector: BestCheckpoint | None = None,
 ) -> dict[str, Any]:
     """Train, predict the test split, write the log history and test predictions under ``out_dir/runs/<run_id>/``
-    and return the finished row."""
+    and return the finished row.
+
+    With a ``selector`` (checkpoint selection): the validation split is scored once more at the last step if that
+    step was not scored; the test split is then scored with the last weights (``test_last_<metric>``), the selected
+    weights are restored, and the test split is scored again (``test_<metric>``, the saved predictions). The test
+    split plays no part in the choice."""
     trainer.remove_callback(PrinterCallback)  # one concise line per run is printed by the matrix instead
     with PeakMemory() as memory:
         train_metrics = trainer.train().metrics
+        if selector is not None and (
+            not selector.evaluations or selector.evaluations[-1][0] != trainer.state.global_step
+        ):
+            trainer.evaluate()  # BestCheckpoint sees it (on_evaluate)
+    trainer.compute_metrics = None  # the test split is scored below, never by the validation scorer
+    class_counts = labels.class_counts
     eval_started = time.perf_counter()
+    selection: dict[str, Any] = {}
+    if selector is not None:
+        last = trainer.predict(data["test"])
+        last_metrics = compute_metrics(meta.problem_type, last.predictions, last.label_ids, class_counts)
+        selector.restore(trainer.model)
+        selection = {
+            "best_step": selector.best_step,
+            "evaluations": len(selector.evaluations),
+            "stopped_early": selector.stopped_early,
+            **{f"test_last_{name}": value for name, value in last_metrics.items()},
+        }
     prediction = trainer.predict(data["test"])
     eval_seconds = time.perf_counter() - eval_started
 
@@ -153,7 +200,6 @@ def train_and_record(
         labels=np.asarray(prediction.label_ids),
     )
 
-    class_counts = labels.class_counts
     test_metrics = compute_metrics(meta.problem_type, prediction.predictions, prediction.label_ids, class_counts)
     return finished_row(
         spec,
@@ -164,7 +210,15 @@ def train_and_record(
             "train_class_counts": json.dumps(class_counts) if class_counts is not None else None,
             "test_examples": len(data["test"]),
             **{f"test_{name}": value for name, value in test_metrics.items()},
+            **collapse_columns(
+                meta,
+                test_metrics,
+                prediction.label_ids,
+                class_counts=class_counts,
+                train_mean=labels.train_mean,
+            ),
             "test_loss": prediction.metrics["test_loss"],
+            **selection,
             "train_loss": train_metrics["train_loss"],
             "train_seconds": train_metrics["train_runtime"],
             "train_samples_per_second": train_metrics["train_samples_per_second"],

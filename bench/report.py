@@ -13,8 +13,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import plots as figures
-from bench import stats
+from bench import power, stats
 from bench.analysis import (
+    ONE_POINT,
     Analysis,
     CrossTask,
     TaskAnalysis,
@@ -178,6 +179,39 @@ def _chance_sentence(analysis: TaskAnalysis) -> str:
     return f"On {analysis.task}, {losses} within noise of chance level ({level}): {', '.join(analysis.near_chance)}."
 
 
+def _collapsed_sentence(analysis: TaskAnalysis) -> str:
+    """How many runs of each loss collapsed to a constant prediction."""
+    total = analysis.collapsed_total
+    counts = ", ".join(
+        f"{loss} {count}/{int(analysis.main.at[loss, 'n'])}" for loss, count in analysis.collapsed.items()
+    )
+    return (
+        f"On {analysis.task}, {total} run{'s' if total != 1 else ''} collapsed (test {analysis.main_metric} no better "
+        f"than predicting the training split's {_constant_words(analysis)}): {counts}."
+    )
+
+
+def _constant_words(analysis: TaskAnalysis) -> str:
+    return "majority class" if analysis.problem_type == "classification" else "mean target"
+
+
+def _seeds_words(count: int | None) -> str:
+    if count is None:
+        return "an unknown number of seeds"
+    return f"more than {power.MAX_SEEDS} seeds" if count > power.MAX_SEEDS else f"{count} seeds"
+
+
+def _undecided_sentence(analysis: TaskAnalysis) -> str:
+    """A task whose comparisons are all undecided: the smallest difference its seeds could have detected."""
+    task_power = analysis.power
+    return (
+        f"On {analysis.task}, no loss is told apart from {analysis.baseline} on {analysis.main_metric}: differences "
+        f"smaller than {_num(task_power.mdd)} cannot be detected with {task_power.seeds} seeds at "
+        f"{power.POWER:.0%} power, and a difference of {ONE_POINT:g} would need "
+        f"{_seeds_words(task_power.seeds_for_point)} (Power, under the task's table)."
+    )
+
+
 def headline(result: Analysis) -> list[str]:
     """The headline findings, one sentence each."""
     analyses = result.tasks
@@ -190,6 +224,10 @@ def headline(result: Analysis) -> list[str]:
         sentences.append(_best_sentence(analysis))
         if analysis.near_chance:
             sentences.append(_chance_sentence(analysis))
+        if analysis.collapsed:
+            sentences.append(_collapsed_sentence(analysis))
+        if analysis.all_undecided and analysis.power is not None:
+            sentences.append(_undecided_sentence(analysis))
         for metric, loss in analysis.findings:
             findings += 1
             if not (metric == analysis.main_metric and loss == analysis.losses[0]):
@@ -270,7 +308,9 @@ def _header(result: Analysis) -> list[str]:
     rows.append(
         [
             "runs",
-            f"{overview.finished} ok, {overview.failed_total} failed{kinds}; "
+            f"{overview.finished} ok"
+            + (f" ({overview.collapsed} collapsed)" if overview.collapsed else "")
+            + f", {overview.failed_total} failed{kinds}; "
             f"{overview.skipped} incompatible (task, loss) pairs skipped",
         ]
     )
@@ -302,6 +342,8 @@ def _task_table(analysis: TaskAnalysis) -> str:
         main_cell += f" {CHANCE_MARK}" if loss in analysis.near_chance else ""
         p_cell = _p(row["p_holm"])
         cells = [loss, _n_cell(analysis, loss, int(row["n"])), main_cell, _ci(row), _diff(row), p_cell, row["verdict"]]
+        if analysis.collapsed:
+            cells.append(f"{analysis.collapsed.get(loss, 0)}/{int(row['n'])}")
         for metric in others:
             other = analysis.table.loc[(metric, loss)]
             cell = _mean_std(other["mean"], other["std"])
@@ -321,6 +363,7 @@ def _task_table(analysis: TaskAnalysis) -> str:
         f"Δ vs {analysis.baseline}",
         "p (Holm)",
         "verdict",
+        *(["collapsed"] if analysis.collapsed else []),
         *[f"{m} {arrow(m)}" for m in others],
         *[COST_FORMATS[column][0] for column in costs],
     ]
@@ -420,6 +463,36 @@ def _chance_text(analysis: TaskAnalysis) -> str:
     return text
 
 
+def _collapsed_text(analysis: TaskAnalysis) -> str:
+    total = analysis.collapsed_total
+    return (
+        f"`collapsed`: of each loss's finished runs, those whose test {analysis.main_metric} is no better than "
+        f"predicting the training split's {_constant_words(analysis)} for every test example "
+        f"({total} run{'s' if total != 1 else ''} here). They stay in every statistic."
+    )
+
+
+def _power_text(analysis: TaskAnalysis) -> str:
+    """The smallest paired difference the task's seeds can detect, and the seeds 1 point would need."""
+    task_power, metric = analysis.power, analysis.main_metric
+    if task_power is None:
+        return f"Power: no loss was tested against {analysis.baseline} (fewer than 2 paired seeds), so none is known."
+    comparisons = task_power.comparisons
+    level = f"α / m = {stats.ALPHA} / {comparisons}" if comparisons > 1 else f"α = {stats.ALPHA}"
+    pooled = (
+        f"the paired differences' std {_num(task_power.pooled_std)}, pooled over the {task_power.pooled_losses} "
+        f"comparisons with {analysis.baseline}"
+        if task_power.pooled_losses > 1
+        else f"the paired differences' std {_num(task_power.pooled_std)}"
+    )
+    return (
+        f"Power: differences in {metric} smaller than **{_num(task_power.mdd)}** cannot be detected with "
+        f"{task_power.seeds} seeds at {power.POWER:.0%} power (paired t-test at {level}, Holm's strictest step; "
+        f"{pooled}). A difference of {ONE_POINT:g} would need {_seeds_words(task_power.seeds_for_point)}. "
+        f"`{STATS_FILE}` gives each loss's own minimum detectable difference (`mdd`)."
+    )
+
+
 def _task_section(
     analysis: TaskAnalysis, probe: bool, plots: Mapping[tuple[str, str], str], absent: Mapping[tuple[str, str], str]
 ) -> list[str]:
@@ -439,6 +512,9 @@ def _task_section(
     if analysis.max_n == 0:
         return [*lines, "No finished runs."]
     lines += [_chance_text(analysis), "", _task_table(analysis)]
+    if analysis.collapsed:
+        lines += ["", _collapsed_text(analysis)]
+    lines += ["", _power_text(analysis)]
     if analysis.clipped:
         lines += ["", CLIPPED_NOTE]
     links = _plot_links(analysis, plots, absent)

@@ -7,7 +7,7 @@ Its metric table comes from ``bench.metric_table``; its numbers (α, the paired 
 
 from __future__ import annotations
 
-from bench import stats
+from bench import power, stats
 from bench.api.task import BASELINE_LOSS_BY_PROBLEM_TYPE
 from bench.metric_table import METRICS, METRICS_BY_PROBLEM_TYPE, range_text
 
@@ -59,12 +59,27 @@ Task tables, one row per loss, best main metric first:
   "–" means no test: fewer than 2 pairs, or this is the baseline.
 - `verdict`: `better` / `worse` when p (Holm) < {stats.ALPHA} **and** |Δ| is at least the baseline's seed std.
   Otherwise `within noise`; `n < 2` when there are too few pairs to test, `baseline` for the baseline itself.
+- `collapsed` (only when a run of the task collapsed): of the loss's finished runs, how many scored no better on
+  the test main metric than a constant prediction learned from that run's training split, its majority class
+  (classification) or its mean target (regression), on the same test labels (`collapsed` and
+  `test_constant_<metric>` in `runs.csv`; rows written before these columns existed count as not collapsed).
+  Collapsed runs stay in every statistic; the headline counts them per loss.
 - Other metric columns: mean ± std over seeds; ▲ / ▼ marks a loss that is better / worse than the baseline on that
   metric by the same rule as `verdict` (paired t-test, Holm across losses, beyond the baseline's seed std).
 - `train s`, `samples/s`: mean training time per run and training throughput (examples per second).
   They are measured on the hardware in the top table; compare them only within one report.
 - `peak MB` (and `peak GPU MB` when a GPU ran): peak resident memory of the process during training.
   The shared model dominates it; a loss that needs more memory shows up as a higher peak.
+
+Power (below each task table): the **minimum detectable difference** (MDD), the true paired difference on the main
+metric that the task's seeds would detect with {power.POWER:.0%} power in the paired t-test at Holm's strictest
+level α / m (m: the losses tested against the baseline; the later Holm steps are easier). It is computed exactly
+(noncentral t) from the standard deviation of the paired differences, **pooled over the task's comparisons**
+(√(Σ (nᵢ − 1) sᵢ² / Σ (nᵢ − 1))), and the fewest paired seeds of any comparison. A difference smaller than the MDD
+that the report calls `within noise` is not shown absent: the seeds could not have found it. The line also gives
+the seeds a difference of 0.01 (1 point) would need at that std; the headline repeats the MDD for a task where no
+loss is better or worse than the baseline. `{STATS_FILE}` gives each comparison's own MDD (`mdd`, from its own
+paired std), for every metric.
 
 The metrics (↑ higher is better, ↓ lower is better; the range is every value a metric can take):
 

@@ -61,15 +61,17 @@ def training_split(
 @dataclass(frozen=True)
 class LabelStats:
     """The training labels a run trains on: the realised noise rate (the share of labels that differ from the clean
-    ones) and, for classification, the class counts (None for regression)."""
+    ones) and, for classification, the class counts (None for regression); for regression, the mean target (None for
+    classification), the constant predictor of ``bench.collapse``."""
 
     noise_rate: float
     class_counts: list[int] | None
+    train_mean: float | None = None
 
 
 def label_stats(train: datasets.Dataset, meta: TaskMetadata) -> LabelStats:
     """The ``LabelStats`` of a training split with a ``clean_label`` column."""
     noise_rate = float(np.mean(np.asarray(train["label"]) != np.asarray(train["clean_label"])))
     if meta.problem_type != "classification":
-        return LabelStats(noise_rate, None)
+        return LabelStats(noise_rate, None, float(np.mean(np.asarray(train["label"], dtype=np.float64))))
     return LabelStats(noise_rate, np.bincount(train["label"], minlength=meta.num_labels).tolist())

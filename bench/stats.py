@@ -10,6 +10,9 @@ Pure functions on numbers and DataFrames; the report formats what they return.
 - Holm's step-down correction across the losses of one task, for each metric.
 - A difference is "within noise" unless it is significant after Holm *and* larger than the baseline's own seed
   standard deviation.
+- Power: the minimum detectable difference (MDD) of each comparison, the true paired difference its seeds would
+  detect with 80% power at Holm's strictest level α / m (``bench.power``), from its observed paired std; and the
+  pooled paired std of a task's comparisons, for one MDD per task.
 - Chance level: the main metric of a predictor that learned nothing (class priors; the test mean), and whether a
   loss's mean is within noise of it.
 - Across tasks: ranks on each task's main metric (1 = best), the Friedman test (``scipy.stats.friedmanchisquare``)
@@ -23,12 +26,14 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache
 
 import numpy as np
 import pandas as pd
 import scikit_posthocs
 from scipy import stats as scipy_stats
 
+from bench import power
 from bench.metric_table import CORRELATION, HIGHER_IS_BETTER, METRIC_RANGE, METRICS, RATE, UNBOUNDED
 from bench.metrics import ECE_BINS, compute_metrics, confidence_bins, softmax
 
@@ -141,6 +146,34 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return adjusted
 
 
+@cache
+def _detectable_effect_size(n: int, comparisons: int) -> float:
+    """``power.detectable_effect_size`` at Holm's strictest level, memoised: it depends only on the seeds and the
+    number of comparisons, and every metric and loss of a task shares them."""
+    return power.detectable_effect_size(n, ALPHA / comparisons)
+
+
+def minimum_detectable_difference(std_diff: float, n_pairs: int, comparisons: int) -> float:
+    """The true paired difference ``n_pairs`` seeds would detect with 80% power in a two-sided paired t-test at
+    α / ``comparisons`` (Holm's strictest step), given the differences' standard deviation ``std_diff``; NaN when
+    there is no test (fewer than 2 pairs, no comparison or an unknown std). The same number as
+    ``power.minimum_detectable_difference``."""
+    if n_pairs < 2 or comparisons < 1 or not np.isfinite(std_diff) or std_diff < 0:
+        return math.nan
+    return float(std_diff) * _detectable_effect_size(int(n_pairs), int(comparisons))
+
+
+def pooled_std(stds: Sequence[float], counts: Sequence[int]) -> tuple[float, int]:
+    """The pooled standard deviation of groups with sample stds ``stds`` and sizes ``counts``,
+    sqrt(sum (n_i - 1) s_i² / sum (n_i - 1)) over the groups with n_i >= 2 and a finite std, and how many groups
+    it pooled (NaN, 0 when none)."""
+    pairs = [(float(s), int(n)) for s, n in zip(stds, counts, strict=True) if n >= 2 and np.isfinite(s)]
+    freedom = sum(n - 1 for _, n in pairs)
+    if not freedom:
+        return math.nan, 0
+    return math.sqrt(sum((n - 1) * s * s for s, n in pairs) / freedom), len(pairs)
+
+
 def verdict(paired: Paired, p_holm: float, baseline_std: float, higher_is_better: bool, alpha: float = ALPHA) -> str:
     """'better' or 'worse' only when significant after Holm and larger than the baseline's seed std."""
     if paired.n_pairs < 2:
@@ -163,7 +196,8 @@ def compare_losses(
     ``runs`` holds the task's finished runs with ``loss_spec``, ``seed`` and ``metric_column``; ``losses`` lists
     the losses to report (a loss with no finished run gets n = 0); ``bounds`` is the metric's range. Columns: n,
     mean, std, ci_low, ci_high, ci_clipped, and, against ``baseline`` paired by seed, n_pairs, diff_mean, diff_std,
-    t, p, diff_ci_low, diff_ci_high, diff_ci_clipped, p_holm (Holm across the other losses) and verdict.
+    t, p, diff_ci_low, diff_ci_high, diff_ci_clipped, p_holm (Holm across the other losses), verdict, and mdd: the
+    minimum detectable difference of the comparison (``minimum_detectable_difference``, m = the tests in the table).
     """
     losses = list(losses) if losses is not None else sorted(runs["loss_spec"].unique())
     by_loss = {
@@ -191,6 +225,13 @@ def compare_losses(
             paired = Paired(int(row["n_pairs"]), row["diff_mean"], row["diff_std"], row["t"], row["p"])
             verdicts.append(verdict(paired, row["p_holm"], baseline_std, higher_is_better))
     table["verdict"] = verdicts
+    comparisons = int(np.isfinite(table["p"].to_numpy(dtype=np.float64)).sum())
+    table["mdd"] = [
+        minimum_detectable_difference(row["diff_std"], int(row["n_pairs"]), comparisons)
+        if np.isfinite(row["p"])
+        else math.nan
+        for _, row in table.iterrows()
+    ]
     return table
 
 

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
-from bench import docs, stats
+from bench import docs, power, stats
 from bench import plots as plots_module
 from bench.analysis import analyse
 from bench.config import FINE_TUNE, TrainConfig
@@ -453,3 +453,51 @@ def test_a_four_step_run_logs_its_training_loss_and_gets_learning_curves(tiny_mo
     report = write_report(tmp_path).read_text()
     assert "[learning curves](plots/trec_learning_curves.png)" in report
     _assert_png(tmp_path / "plots" / "trec_learning_curves.png")
+
+
+# --- power: the minimum detectable difference in the analysis and the report -------------------------------------
+
+
+def test_the_analysis_gives_each_task_the_minimum_detectable_difference_of_bench_power(tmp_path):
+    runs = synthetic_results(tmp_path, seeds=4, files=False)
+    result = analyse(runs)
+    for task in result.tasks:
+        ok = runs[(runs["task"] == task.task) & (runs["status"] == "ok")]
+        values = ok.pivot(index="seed", columns="loss_spec", values=f"test_{task.main_metric}")
+        diffs = values.drop(columns=task.baseline).sub(values[task.baseline], axis=0)
+        pooled = float(np.sqrt((diffs.var(ddof=1) * 3).sum() / (3 * diffs.shape[1])))  # 4 seeds: 3 df per loss
+        m = diffs.shape[1]
+        assert (task.power.comparisons, task.power.seeds, task.power.pooled_losses) == (m, 4, m)
+        assert task.power.pooled_std == pytest.approx(pooled)
+        assert task.power.mdd == pytest.approx(power.minimum_detectable_difference(pooled, 4, comparisons=m))
+        assert task.power.seeds_for_point == power.seeds_needed(pooled, 0.01, comparisons=m)
+        per_loss = task.main.drop(index=task.baseline)
+        for loss, row in per_loss.iterrows():
+            expected = power.minimum_detectable_difference(diffs[loss].std(ddof=1), 4, comparisons=m)
+            assert row["mdd"] == pytest.approx(expected)
+    assert "mdd" in result.statistics.columns
+
+
+def test_the_report_prints_each_tasks_minimum_detectable_difference(tmp_path):
+    runs = synthetic_results(tmp_path, seeds=4, files=False)
+    result = analyse(runs)
+    report = render_report(runs)
+    vader = next(task for task in result.tasks if task.task == "vader_movies")
+    section = report[report.index("## vader_movies\n") :]
+    mdd, needed = vader.power.mdd, vader.power.seeds_for_point
+    assert (
+        f"Power: differences in pearson smaller than **{mdd:.4f}** cannot be detected with 4 seeds at 80% power "
+        "(paired t-test at α / m = 0.05 / 2, Holm's strictest step; the paired differences' std "
+        f"{vader.power.pooled_std:.4f}, pooled over the 2 comparisons with mse). A difference of 0.01 would need "
+        f"{needed} seeds." in section
+    )
+    # vader_movies' comparisons are all undecided: the headline says what its seeds could have detected
+    assert vader.all_undecided
+    assert (
+        f"On vader_movies, no loss is told apart from mse on pearson: differences smaller than {mdd:.4f} cannot be "
+        f"detected with 4 seeds at 80% power, and a difference of 0.01 would need {needed} seeds" in _headline(report)
+    )
+    trec = next(task for task in result.tasks if task.task == "trec")
+    assert not trec.all_undecided and "On trec, no loss is told apart" not in _headline(report)
+    one_seed = render_report(synthetic_results(tmp_path / "one", seeds=1, files=False))
+    assert "Power: no loss was tested against cross_entropy" in one_seed

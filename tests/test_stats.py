@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
-from bench import stats
+from bench import power, stats
 from bench.metric_table import METRIC_RANGE
 from bench.metrics import expected_calibration_error, softmax
 
@@ -326,3 +327,43 @@ def test_pooled_reliability_ece_is_at_most_the_mean_of_the_runs_ece():
     per_run = [expected_calibration_error(softmax(logits), labels) for logits in runs]
     pooled = stats.calibration_error(stats.reliability_bins(np.concatenate(runs), np.tile(labels, 3)))
     assert pooled <= np.mean(per_run) + 1e-12 and pooled < np.mean(per_run)
+
+
+# --- power: the minimum detectable difference of each comparison -------------------------------------------------
+
+
+def test_each_comparison_has_the_minimum_detectable_difference_of_bench_power():
+    runs = _runs(
+        {
+            "cross_entropy": [0.50, 0.52, 0.54, 0.51, 0.53],
+            "focal": [0.60, 0.63, 0.64, 0.60, 0.64],
+            "dice": [0.30, 0.33, 0.31, 0.32, 0.30],
+            "poly1": [0.51, 0.51, 0.55, 0.52],  # 4 pairs
+        }
+    )
+    table = stats.compare_losses(runs, "test_f1_macro", "cross_entropy", higher_is_better=True)
+    for loss in ("focal", "dice", "poly1"):
+        row = table.loc[loss]
+        expected = power.minimum_detectable_difference(row["diff_std"], int(row["n_pairs"]), comparisons=3)
+        assert row["mdd"] == pytest.approx(expected, rel=1e-9)
+    assert table.at["poly1", "n_pairs"] == 4
+    assert math.isnan(table.at["cross_entropy", "mdd"])  # the baseline is not compared with itself
+    one_seed = stats.compare_losses(
+        _runs({"cross_entropy": [0.5], "focal": [0.6]}), "test_f1_macro", "cross_entropy", True
+    )
+    assert math.isnan(one_seed.at["focal", "mdd"])
+
+
+def test_the_minimum_detectable_difference_matches_statsmodels():
+    # statsmodels' one-sample/paired t-test power: the effect size 5 pairs detect with 80% power at alpha 0.05 / 3
+    effect = TTestPower().solve_power(nobs=5, alpha=0.05 / 3, power=0.8, alternative="two-sided")
+    assert stats.minimum_detectable_difference(0.02, 5, 3) == pytest.approx(0.02 * effect, rel=1e-4)
+    assert math.isnan(stats.minimum_detectable_difference(0.02, 1, 3))
+    assert math.isnan(stats.minimum_detectable_difference(math.nan, 5, 3))
+
+
+def test_pooled_std_weights_each_comparison_by_its_degrees_of_freedom():
+    pooled, groups = stats.pooled_std([0.01, 0.03, math.nan, 0.5], [3, 5, 4, 1])
+    assert groups == 2  # the NaN std and the single pair are left out
+    assert pooled == pytest.approx(math.sqrt((2 * 0.01**2 + 4 * 0.03**2) / 6))
+    assert stats.pooled_std([math.nan], [3]) == (pytest.approx(math.nan, nan_ok=True), 0)
