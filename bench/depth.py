@@ -15,10 +15,6 @@ During Transformer Fine-Tuning" (freezing the lower layers of BERT keeps most of
 from __future__ import annotations
 
 import copy
-import hashlib
-import itertools
-import json
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +27,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from bench import cache
 from bench.config import TrainConfig
 from bench.results import atomic_file
 
@@ -204,32 +201,23 @@ def collate_states(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 
 # The cache of lower-layer states: per (task, model, max_length, K, precision, token ids), in this process's memory and
-# on disk beside the probe's features (``$LOSSBENCH_CACHE``, default ``~/.cache/lossbench``), like ``bench.probe``'s.
-CACHE_ENV = "LOSSBENCH_CACHE"
+# on disk beside the probe's features (``bench.cache``).
 STATES_DIR = "states"
 _STATES: dict[tuple, dict[str, PackedStates]] = {}  # this process's states: settings -> split -> states
 
 
 def cache_dir() -> Path:
     """Where states are stored: ``$LOSSBENCH_CACHE/states`` (default ``~/.cache/lossbench/states``)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lossbench") / STATES_DIR
+    return cache.cache_dir(STATES_DIR)
 
 
 def states_key(
     task: str, version: str, model_path: str, k: int, train: TrainConfig, splits: datasets.DatasetDict
 ) -> str:
-    """A hash of everything the states depend on: the task and its version, the model (and, for a local checkpoint,
-    its weight files' sizes and times), max_length, K, precision, and the token ids of every split in row order."""
-    digest = hashlib.sha256()
-    weights = sorted(p for p in Path(model_path).glob("*") if p.suffix in {".safetensors", ".bin"})
-    identity = [task, version, model_path, train.max_length, k, train.precision]
-    identity += [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights]
-    digest.update(json.dumps(identity).encode())
-    for name in sorted(splits):
-        ids = splits[name]["input_ids"]
-        digest.update(name.encode() + np.asarray([len(row) for row in ids], dtype=np.int64).tobytes())
-        digest.update(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64).tobytes())
-    return f"{task}-top{k}-{digest.hexdigest()[:20]}"
+    """A hash of everything the states depend on (``bench.cache.splits_key``): the task and its version, the model,
+    max_length, K, precision, and the token ids of every split in row order."""
+    settings = [task, version, model_path, train.max_length, k, train.precision]
+    return f"{task}-top{k}-{cache.splits_key(settings, model_path, splits)}"
 
 
 def _token_lengths(split: datasets.Dataset) -> list[int]:

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent  # the folder that holds bench/, l
 # out, so editing it keeps results current.
 CORE_CODE = (
     "bench/adapters.py",
+    "bench/cache.py",
     "bench/api/*.py",
     "bench/checkpoint.py",
     "bench/collapse.py",

@@ -8,10 +8,6 @@ ones; rows say which protocol made them (``protocol``).
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +20,7 @@ from torch import Tensor, nn
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from bench import cache
 from bench.config import RunSpec, TrainConfig
 from bench.fit import fit
 from bench.models import resolve_model
@@ -31,7 +28,6 @@ from bench.registry import LOSSES, TASKS
 from bench.results import atomic_file
 from bench.splits import label_stats, tokenized_splits, tokenizer, training_split
 
-CACHE_ENV = "LOSSBENCH_CACHE"  # the cache folder; default ~/.cache/lossbench
 FEATURES_DIR = "features"
 ENCODE_BATCH = 64
 ROW = "feature_row"  # the training split's row index, carried through the subset and stressor draws
@@ -78,23 +74,14 @@ def encode_features(
 
 def cache_dir() -> Path:
     """Where features are stored: ``$LOSSBENCH_CACHE/features`` (default ``~/.cache/lossbench/features``)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lossbench") / FEATURES_DIR
+    return cache.cache_dir(FEATURES_DIR)
 
 
 def features_key(task: str, version: str, model_path: str, train: TrainConfig, splits: datasets.DatasetDict) -> str:
-    """A hash of everything the features depend on: the task and its version, the model (and, for a local checkpoint,
-    its weight files' sizes and times), max_length, precision, and the token ids of every split in row order (so a
-    change of data, tokenizer or row order can never attach stale features to other rows)."""
-    digest = hashlib.sha256()
-    weights = sorted(p for p in Path(model_path).glob("*") if p.suffix in {".safetensors", ".bin"})
-    identity = [task, version, model_path, train.max_length, train.precision]
-    identity += [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights]
-    digest.update(json.dumps(identity).encode())
-    for name in sorted(splits):
-        ids = splits[name]["input_ids"]
-        digest.update(name.encode() + np.asarray([len(row) for row in ids], dtype=np.int64).tobytes())
-        digest.update(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64).tobytes())
-    return f"{task}-{digest.hexdigest()[:20]}"
+    """A hash of everything the features depend on (``bench.cache.splits_key``): the task and its version, the
+    model, max_length, precision, and the token ids of every split in row order."""
+    settings = [task, version, model_path, train.max_length, train.precision]
+    return f"{task}-{cache.splits_key(settings, model_path, splits)}"
 
 
 def _read(path: Path, splits: datasets.DatasetDict) -> dict[str, np.ndarray] | None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from bench import fit, probe, runner
+from bench import cache, fit, probe, runner
 from bench.cli import main
 from bench.config import FINE_TUNE, FINE_TUNE_DEFAULTS, LINEAR_PROBE, PROBE_DEFAULTS, RunSpec, TrainConfig
 from bench.matrix import build_matrix
@@ -26,7 +26,7 @@ def feature_cache(tmp_path_factory):
     """Features go to a temporary cache folder, never to the user's."""
     with pytest.MonkeyPatch.context() as patch:
         folder = tmp_path_factory.mktemp("lossbench-cache")
-        patch.setenv(probe.CACHE_ENV, str(folder))
+        patch.setenv(cache.CACHE_ENV, str(folder))
         yield folder
 
 

@@ -11,7 +11,7 @@ import stat
 import numpy as np
 import pytest
 
-from bench import cli, probe
+from bench import cache, cli, probe
 from bench.config import TrainConfig
 from bench.executors import CellResult
 from bench.matrix import build_matrix
@@ -150,7 +150,7 @@ def test_results_files_get_the_umask_permissions(mask, mode, umask, tmp_path, mo
     store = ResultsStore(tmp_path)
     store.put({"run_id": "0123456789abcdef", "status": "error", "task": "trec"})
     store.put_files("0123456789abcdef", {"run.log": b"log\n"})
-    monkeypatch.setenv(probe.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
     features = probe.cache_dir() / "trec-features.npz"
     probe._write(features, {"train": np.zeros((2, 3), dtype=np.float32)})
     for path in (store.path, store.run_dir("0123456789abcdef") / "run.log", features):

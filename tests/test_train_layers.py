@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import cli, depth, fit, runner
+from bench import cache, cli, depth, fit, runner
 from bench.checkpoint import BestCheckpoint
 from bench.config import RunSpec, TrainConfig
 from bench.matrix import build_matrix
@@ -24,7 +24,7 @@ def tiny_train(tiny_model_dir) -> TrainConfig:
 @pytest.fixture
 def state_cache(tmp_path, monkeypatch):
     """An empty states cache and memo for the test."""
-    monkeypatch.setenv(depth.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(depth, "_STATES", {})
     return tmp_path / "cache" / depth.STATES_DIR
 
