@@ -178,17 +178,23 @@ def train_and_record(
     class_counts = labels.class_counts
     eval_started = time.perf_counter()
     selection: dict[str, Any] = {}
+    prediction = None
     if selector is not None:
         last = trainer.predict(data["test"])
         last_metrics = compute_metrics(meta.problem_type, last.predictions, last.label_ids, class_counts)
-        selector.restore(trainer.model)
+        # The last weights are the selected ones when the best step is the last or nothing was restored: no second
+        # pass over the test split then.
+        best_is_last = selector.best_step == trainer.state.global_step
+        if best_is_last or not selector.restore(trainer.model):
+            prediction = last
         selection = {
             "best_step": selector.best_step,
             "evaluations": len(selector.evaluations),
             "stopped_early": selector.stopped_early,
             **{f"test_last_{name}": value for name, value in last_metrics.items()},
         }
-    prediction = trainer.predict(data["test"])
+    if prediction is None:
+        prediction = trainer.predict(data["test"])
     eval_seconds = time.perf_counter() - eval_started
 
     run_dir = out_dir / RUNS_DIR / spec.run_id

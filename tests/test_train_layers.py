@@ -153,6 +153,33 @@ def test_selection_scores_only_validation_restores_the_best_step_and_records_it(
     assert not all(torch.equal(restored[k], v) for k, v in RecordingCheckpoint.snapshots[6].items())
 
 
+def test_the_test_split_is_scored_once_when_the_best_step_is_the_last(tiny_train, tmp_path, monkeypatch):
+    events, scored = [], []
+    real_scorer, real_predict = fit.validation_scorer, LossTrainer.predict
+
+    def scorer(meta, class_counts, eval_steps):
+        score = real_scorer(meta, class_counts, eval_steps)
+
+        def improving(prediction):
+            scored.append(1)
+            return {**score(prediction), meta.main_metric: float(len(scored))}  # better every time: the last is best
+
+        return improving
+
+    def predict(trainer, dataset, *args, **kwargs):
+        events.append("predicted")
+        return real_predict(trainer, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "validation_scorer", scorer)
+    monkeypatch.setattr(LossTrainer, "predict", predict)
+    train = TrainConfig(**{**tiny_train.__dict__, "epochs": 2.0, "select_checkpoint": True, "eval_steps": 2})
+    row = _run(train, tmp_path)
+
+    assert events == ["predicted"]  # the last weights are the selected ones: one pass over the test split
+    assert row["best_step"] == 6 and row["evaluations"] == 3
+    assert row["test_last_f1_macro"] == row["test_f1_macro"]
+
+
 def test_patience_stops_early_and_the_last_step_is_evaluated(tiny_train, tmp_path, monkeypatch):
     real_scorer = fit.validation_scorer
     calls = []
