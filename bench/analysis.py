@@ -1,5 +1,6 @@
 """Every number a report shows: per-task statistics of every loss against its task's baseline, chance levels, costs,
-cross-task ranks, and the data behind the figures (pooled reliability bins, learning curves).
+cross-task ranks, checkpoint selection's effect (the best validation checkpoint against the last weights), and the
+data behind the figures (pooled reliability bins, learning curves).
 
 Reads the rows of ``runs.csv`` (one per run) and the files a run saved under ``runs/`` (test labels and predictions,
 log histories); ``bench.report`` and ``bench.plots`` only turn the result into sentences, tables and figures.
@@ -8,7 +9,8 @@ log histories); ``bench.report`` and ``bench.plots`` only turn the result into s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,13 +18,17 @@ import pandas as pd
 from bench import power, stats
 from bench.api.task import default_baseline_loss
 from bench.config import FINE_TUNE
-from bench.metric_table import HEADLINE_METRICS, METRICS_BY_PROBLEM_TYPE, higher_is_better
+from bench.metric_table import HEADLINE_METRICS, METRIC_RANGE, METRICS_BY_PROBLEM_TYPE, UNBOUNDED, higher_is_better
 from bench.results import ResultsStore, learning_curve, run_protocols
 from bench.status import Status
 
 FINISHED = Status.OK  # a run that finished; Status.SKIPPED: an incompatible (task, loss) pair
 ONE_POINT = 0.01  # the difference whose seeds-needed the report gives: 1 point of a metric in [0, 1]
 COLLAPSED = "collapsed"  # runs.csv's column: the run is no better than a constant prediction (bench.collapse)
+# runs.csv's test_last_<metric>: the last weights' test metric, beside test_<metric> of the selected checkpoint
+# (--select-checkpoint, bench.checkpoint); with it best_step, evaluations and stopped_early.
+LAST_PREFIX = "test_last_"
+GAP_PREFIX = "best_minus_last_"  # stats.csv's columns of the selection gap (``TaskAnalysis.selection``)
 # The cost columns a task table shows, averaged over a loss's finished runs, when the runs recorded them.
 COST_COLUMNS = ("train_seconds", "train_samples_per_second", "peak_rss_mb", "peak_gpu_mb")
 
@@ -64,10 +70,16 @@ def task_baseline(rows: pd.DataFrame, problem_type: str) -> str:
 
 def collapsed_flags(rows: pd.DataFrame) -> pd.Series:
     """Each row's ``collapsed`` flag as True, False or NaN (unknown: a row written before the column existed)."""
-    if COLLAPSED not in rows.columns:
+    return flags(rows, COLLAPSED)
+
+
+def flags(rows: pd.DataFrame, column: str) -> pd.Series:
+    """Each row's boolean ``column`` (as written to and read back from runs.csv) as True, False or NaN (unknown,
+    or no such column)."""
+    if column not in rows.columns:
         return pd.Series(np.nan, index=rows.index, dtype=object)
     words = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
-    return rows[COLLAPSED].map(lambda value: words.get(str(value).strip().lower(), np.nan)).astype(object)
+    return rows[column].map(lambda value: words.get(str(value).strip().lower(), np.nan)).astype(object)
 
 
 # --- one task ---------------------------------------------------------------------------------------------------
@@ -124,10 +136,21 @@ class TaskAnalysis:
     failed: dict[str, dict[str, int]] = field(default_factory=dict)  # loss -> status -> runs that did not finish
     power: TaskPower | None = None  # the main metric's minimum detectable difference; None when nothing was tested
     collapsed: dict[str, int] = field(default_factory=dict)  # loss -> its finished runs flagged collapsed (if any)
+    # Checkpoint selection, from the runs that recorded test_last_* (empty when none did): ``selection_gaps`` and
+    # ``checkpoint_use``.
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)
+    checkpoints: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def main(self) -> pd.DataFrame:
         return self.table.loc[self.main_metric]
+
+    @property
+    def main_selection(self) -> pd.DataFrame:
+        """The selection gap of the main metric (``selection_gaps``), index loss; empty when no run recorded it."""
+        if self.selection.empty or self.main_metric not in self.selection.index.get_level_values("metric"):
+            return pd.DataFrame()
+        return self.selection.loc[self.main_metric]
 
     @property
     def max_n(self) -> int:
@@ -145,9 +168,14 @@ class TaskAnalysis:
 
     @property
     def clipped(self) -> bool:
-        """Whether any interval of the task (of a mean or of a paired difference) was clipped to its metric's range."""
-        table = self.table
-        return bool(table["ci_clipped"].astype(bool).any() or table["diff_ci_clipped"].astype(bool).any())
+        """Whether any interval of the task (of a mean, a paired difference or the main metric's selection gap) was
+        clipped to its metric's range."""
+        table, selection = self.table, self.main_selection
+        return bool(
+            table["ci_clipped"].astype(bool).any()
+            or table["diff_ci_clipped"].astype(bool).any()
+            or (len(selection) and selection["ci_clipped"].astype(bool).any())
+        )
 
     @property
     def headline_metrics(self) -> list[str]:
@@ -233,7 +261,84 @@ def analyse_task(task: str, rows: pd.DataFrame, test_labels: tuple[np.ndarray, i
         failed=_failed_by_loss(rows, losses),
         power=task_power(main),
         collapsed=_collapsed_by_loss(finished, losses),
+        selection=selection_gaps(finished, metrics, losses),
+        checkpoints=checkpoint_use(finished, main_metric, losses),
     )
+
+
+def selection_gaps(finished: pd.DataFrame, metrics: list[str], losses: list[str]) -> pd.DataFrame:
+    """What checkpoint selection changed on the test split: per metric and loss (index (metric, loss), ``losses``
+    order), over the loss's finished runs that recorded both ``test_<metric>`` (the best validation checkpoint) and
+    ``test_last_<metric>`` (the last weights), the per-seed gap best − last, signed so that a positive gap means the
+    selected checkpoint scored better (last − best for a lower-is-better metric), summarised by ``stats.summarize``:
+    n, mean, std and the 95% t-interval clipped to ± the metric's range width. Metrics and losses without such runs
+    are left out; empty when no run recorded a ``test_last_`` column (runs without --select-checkpoint)."""
+    rows = []
+    loss_of_run = finished["loss_spec"].astype(str)
+    for metric in metrics:
+        last_column = f"{LAST_PREFIX}{metric}"
+        if last_column not in finished.columns:
+            continue
+        last = pd.to_numeric(finished[last_column], errors="coerce")
+        if not last.notna().any():
+            continue
+        sign = 1.0 if higher_is_better(metric) else -1.0
+        gap = sign * (pd.to_numeric(finished[f"test_{metric}"], errors="coerce") - last)
+        bounds = stats.difference_bounds(METRIC_RANGE.get(metric, UNBOUNDED))
+        for loss in losses:
+            mine = gap[(loss_of_run == loss) & gap.notna()]
+            by_seed = mine.groupby(finished.loc[mine.index, "seed"]).mean()
+            summary = stats.summarize(by_seed, bounds=bounds)
+            if summary.n:
+                rows.append({"metric": metric, "loss": loss, **asdict(summary)})
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index(["metric", "loss"])
+
+
+def planned_steps(runs: pd.DataFrame) -> pd.Series:
+    """Each run's planned optimiser steps, ceil(ceil(train_examples / batch_size) · epochs) (the Trainer's
+    ``max_steps``, as ``bench.fit`` computes it); NaN where the row lacks one of the columns."""
+    missing = pd.Series(np.nan, index=runs.index)
+    examples, batch, epochs = (
+        pd.to_numeric(runs[name], errors="coerce") if name in runs.columns else missing
+        for name in ("train_examples", "batch_size", "epochs")
+    )
+    batches = np.ceil(examples / batch.where(batch > 0))
+    return np.ceil(batches * epochs).astype(np.float64)
+
+
+def checkpoint_use(finished: pd.DataFrame, main_metric: str, losses: list[str]) -> pd.DataFrame:
+    """Per loss (index, ``losses`` order) with finished runs that recorded ``test_last_<main_metric>``: ``runs``,
+    their mean ``best_step`` (the step of the selected checkpoint), mean planned ``steps`` (``planned_steps``),
+    mean ``evaluations`` of the validation split and how many ``stopped_early``. Empty when no run recorded it."""
+    last_column = f"{LAST_PREFIX}{main_metric}"
+    if last_column not in finished.columns:
+        return pd.DataFrame()
+    selected = finished[pd.to_numeric(finished[last_column], errors="coerce").notna()]
+    if selected.empty:
+        return pd.DataFrame()
+    steps = planned_steps(selected)
+    stopped = flags(selected, "stopped_early").eq(True)
+    loss_of_run = selected["loss_spec"].astype(str)
+    rows = {}
+    for loss in losses:
+        mine = loss_of_run == loss
+        if not mine.any():
+            continue
+        rows[loss] = {
+            "runs": int(mine.sum()),
+            "best_step": _mean(selected.loc[mine], "best_step"),
+            "steps": float(steps[mine].mean()),
+            "evaluations": _mean(selected.loc[mine], "evaluations"),
+            "stopped_early": int(stopped[mine].sum()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("loss")
+
+
+def _mean(rows: pd.DataFrame, column: str) -> float:
+    """The mean of ``column`` over ``rows`` (NaN when there is no such column or no number in it)."""
+    return float(pd.to_numeric(rows[column], errors="coerce").mean()) if column in rows.columns else math.nan
 
 
 def _collapsed_by_loss(finished: pd.DataFrame, losses: list[str]) -> dict[str, int]:
@@ -482,7 +587,11 @@ def statistics_frame(analyses: list[TaskAnalysis]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
-    return frame[["task", *[c for c in frame.columns if c != "task"]]]
+    frame = frame[["task", *[c for c in frame.columns if c != "task"]]]
+    gaps = [a.selection.add_prefix(GAP_PREFIX).reset_index().assign(task=a.task) for a in analyses if len(a.selection)]
+    if gaps:  # a column per number of the selection gap, on its (task, metric, loss) row; none without such runs
+        frame = frame.merge(pd.concat(gaps, ignore_index=True), on=["task", "metric", "loss"], how="left")
+    return frame
 
 
 # --- the figures' data ------------------------------------------------------------------------------------------

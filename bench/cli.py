@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +26,10 @@ from bench.rerun import RERUN_KEYS, RerunFilter
 # resolve them).
 DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})
 MAX_SEED = 2**32 - 1  # numpy's seed range: transformers.set_seed refuses a larger seed at the run's start
+DEFAULT_SEEDS = [0, 1, 2]  # also --seeds auto's first round
+AUTO = "auto"  # --seeds auto: seeds added to undecided tasks (bench.autoseed)
+AUTO_MAX_SEEDS = 10  # --max-seeds' default
+AUTO_TARGET_MDD = 0.01  # --target-mdd's default: one point of a metric in [0, 1], or 0.01 of a Pearson r
 
 
 def _csv(text: str) -> list[str]:
@@ -51,6 +56,11 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _seeds_or_auto(text: str) -> list[int] | str:
+    """``auto`` or comma-separated seeds (``_seeds``)."""
+    return AUTO if text.strip().lower() == AUTO else _seeds(text)
+
+
 def _rerun_filter(text: str) -> RerunFilter:
     try:
         return RerunFilter.parse(text)
@@ -66,9 +76,12 @@ def _train_size(text: str) -> int | None:
     return int(text)
 
 
-def _train_layers(text: str) -> int | None:
-    if text.strip().lower() == "all":
-        return None
+ALL_LAYERS = "all"
+
+
+def _train_layers(text: str) -> int | str:
+    if text.strip().lower() == ALL_LAYERS:
+        return ALL_LAYERS
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"train-layers must be an integer >= 0 or 'all', got {text!r}")
     return int(text)
@@ -142,7 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--losses", default="*", help="comma-separated loss specs or patterns, e.g. 'cross_entropy,focal:gamma=1.0'"
     )
     run.add_argument(
-        "--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated non-negative integer seeds (default: 0,1,2)"
+        "--seeds",
+        type=_seeds_or_auto,
+        default=DEFAULT_SEEDS,
+        help="comma-separated non-negative integer seeds (default: 0,1,2), or 'auto': start with 0,1,2 and add seeds "
+        "to the tasks whose comparisons with the baseline are undecided while their minimum detectable difference is "
+        "above --target-mdd, up to --max-seeds; the choices go to OUT/seeds.json",
+    )
+    run.add_argument(
+        "--max-seeds",
+        type=_integer_at_least(len(DEFAULT_SEEDS), "max-seeds"),
+        default=None,
+        help=f"with --seeds auto: the most seeds a task gets (default {AUTO_MAX_SEEDS})",
+    )
+    run.add_argument(
+        "--target-mdd",
+        type=_positive_number("target-mdd"),
+        default=None,
+        help=f"with --seeds auto: stop adding seeds to a task once its minimum detectable difference on the main "
+        f"metric is at most this (default {AUTO_TARGET_MDD:g}: one point of a metric in [0, 1])",
     )
     run.add_argument(
         "--train-size", type=_train_size, default=DEFAULTS.train_size, help="training examples (>= 1) or 'all'"
@@ -195,23 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--train-layers",
         type=_train_layers,
-        default=DEFAULTS.train_layers,
+        default=None,
         metavar="K|all",
         help="fine-tune only the top K transformer layers and the head, on cached outputs of the frozen layers below "
-        "(cached under $LOSSBENCH_CACHE, default ~/.cache/lossbench); K in [0, the model's layers] (default all: "
-        "every weight)",
+        "(cached under $LOSSBENCH_CACHE, default ~/.cache/lossbench); K in [0, the model's layers], or all: every "
+        f"weight (default {'all' if DEFAULTS.train_layers is None else DEFAULTS.train_layers})",
     )
     run.add_argument(
         "--select-checkpoint",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="score the validation split during training (--eval-steps), keep the best weights by the task's main "
-        "metric and score the test split with them; rows add best_step, evaluations, stopped_early, test_last_*",
+        "metric and score the test split with them; rows add best_step, evaluations, stopped_early, test_last_* "
+        f"(default: {'on' if FINE_TUNE_DEFAULTS['select_checkpoint'] else 'off'}; off with --freeze-encoder)",
     )
     run.add_argument(
         "--patience",
         type=_integer_at_least(0, "patience"),
-        default=DEFAULTS.patience,
-        help="with --select-checkpoint: stop after P evaluations without improvement (default 0: never)",
+        default=None,
+        help="with --select-checkpoint: stop after P evaluations without improvement (0: never; default "
+        f"{FINE_TUNE_DEFAULTS['patience']})",
     )
     run.add_argument(
         "--length-grouping",
@@ -353,12 +387,20 @@ def folder_for(out: str, train: TrainConfig) -> str:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The run settings of ``lossbench run``; without --epochs / --lr, the protocol's own (``TrainConfig``)."""
-    if args.patience and not args.select_checkpoint:
+    selecting = args.select_checkpoint
+    if selecting is None:
+        selecting = (PROBE_DEFAULTS if args.freeze_encoder else FINE_TUNE_DEFAULTS)["select_checkpoint"]
+    if args.patience and not selecting:
         raise ValueError(f"--patience {args.patience} needs --select-checkpoint (it stops on validation scores).")
     if args.train_layers is not None and args.freeze_encoder:
         raise ValueError("--train-layers applies to fine-tuning; --freeze-encoder is the linear probe: give one.")
-    if args.train_layers is not None and args.length_grouped:
-        raise ValueError("--train-layers trains on cached states, which are not grouped by length: drop one of them.")
+    layers = {None: DEFAULTS.train_layers, ALL_LAYERS: None}.get(args.train_layers, args.train_layers)
+    if args.length_grouped and layers is not None and not args.freeze_encoder:
+        given = f"--train-layers {args.train_layers}" if args.train_layers is not None else "the default depth"
+        raise ValueError(
+            f"--length-grouping groups full fine-tuning's batches; {given} trains top layers on cached states, which "
+            "are not grouped by length: add --train-layers all, or drop --length-grouping."
+        )
     return TrainConfig(
         model=args.model,
         train_size=args.train_size,
@@ -369,9 +411,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         precision=args.precision,
         length_grouped=args.length_grouped,
         freeze_encoder=args.freeze_encoder,
-        train_layers=args.train_layers,
-        select_checkpoint=args.select_checkpoint,
-        eval_steps=args.eval_steps if args.select_checkpoint else 0,  # else only learning curves: not a setting
+        train_layers=layers,
+        select_checkpoint=selecting,
+        eval_steps=args.eval_steps if selecting else 0,  # else only learning curves: not a setting
         patience=args.patience,
     )
 
@@ -382,11 +424,27 @@ def plan_matrix(args: argparse.Namespace, train: TrainConfig) -> tuple[list[RunS
     from bench.matrix import build_matrix
 
     tasks = _csv(args.tasks) if args.tasks is not None else default_task_names()
-    runs, skipped = build_matrix(tasks, _loss_specs(args.losses), args.seeds, train)
+    seeds = DEFAULT_SEEDS if args.seeds == AUTO else args.seeds
+    runs, skipped = build_matrix(tasks, _loss_specs(args.losses), seeds, train)
     if not runs:
         reasons = "; ".join(row["message"] for row in skipped)
         raise ValueError(f"The matrix is empty: no loss in --losses supports any task in --tasks ({reasons}).")
     return runs, skipped
+
+
+def check_seed_options(args: argparse.Namespace) -> None:
+    """Refuse --max-seeds and --target-mdd without --seeds auto, and --rerun with it."""
+    if args.seeds != AUTO:
+        for flag, value in (("--max-seeds", args.max_seeds), ("--target-mdd", args.target_mdd)):
+            if value is not None:
+                raise ValueError(
+                    f"{flag} {value:g} applies to --seeds auto only; these runs use --seeds given by hand."
+                )
+    elif args.rerun:
+        raise ValueError(
+            "--rerun applies to fixed --seeds: with --seeds auto the seeds of later rounds depend on the rows. Give "
+            "the seeds recorded in OUT/seeds.json, e.g. --seeds 0,1,2,3,4 --tasks trec --rerun 'loss=focal*'."
+        )
 
 
 def check_out_dir(out: str) -> None:
@@ -445,6 +503,7 @@ def check_train_layers(model_path: str, train_layers: int | None) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    check_seed_options(args)
     train = train_config(args)
     runs, skipped = plan_matrix(args, train)
     check_out_dir(args.out)
@@ -468,17 +527,21 @@ def run_command(args: argparse.Namespace) -> int:
             "these runs anyway."
         )
     started = time.perf_counter()
+    run = partial(
+        run_matrix,
+        out_dir=args.out,
+        retry_failed=args.retry_failed,
+        rerun=args.rerun,
+        quiet=args.quiet,
+        eval_steps=0 if train.select_checkpoint else args.eval_steps,  # else in the settings (TrainConfig)
+        executor=executor,
+    )
+    count = len(runs)
     try:
-        failed = run_matrix(
-            runs,
-            skipped,
-            args.out,
-            retry_failed=args.retry_failed,
-            rerun=args.rerun,
-            quiet=args.quiet,
-            eval_steps=0 if args.select_checkpoint else args.eval_steps,  # else in the settings (TrainConfig)
-            executor=executor,
-        )
+        if args.seeds == AUTO:
+            count, failed = run_auto_seeds(args, runs, skipped, run)
+        else:
+            failed = run(runs, skipped)
     except KeyboardInterrupt:
         print(
             f"\nInterrupted. Every run that finished is saved in {args.out}/runs.csv; the run in progress was not. "
@@ -487,13 +550,34 @@ def run_command(args: argparse.Namespace) -> int:
         )
         return 130
     report = write_report(args.out)
-    print(f"Wrote {report} ({len(runs)} runs) in {time.perf_counter() - started:.0f} s wall time.")
+    print(f"Wrote {report} ({count} runs) in {time.perf_counter() - started:.0f} s wall time.")
     if failed:
         print(f"{len(failed)} run(s) failed; see the 'Failed runs' section of the report:", file=sys.stderr)
         for row in failed:
             print(f"  {row['task']} {row['loss_spec']} seed={row['seed']}: {row['error_type']}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_auto_seeds(
+    args: argparse.Namespace, first: list[RunSpec], skipped: list[dict[str, Any]], run: Callable[..., list]
+) -> tuple[int, list[dict[str, Any]]]:
+    """``--seeds auto``: ``first`` (the matrix at ``DEFAULT_SEEDS``), then seeds added to the undecided tasks, round
+    by round (``bench.autoseed``). Returns the runs of every round together and their failed rows."""
+    from bench.autoseed import SEEDS_FILE, run_auto
+    from bench.results import ResultsStore
+
+    result = run_auto(
+        first,
+        skipped,
+        args.out,
+        run_round=lambda runs, pairs, note: run(runs, pairs, note=note),
+        load_rows=ResultsStore(args.out).load,
+        target=args.target_mdd if args.target_mdd is not None else AUTO_TARGET_MDD,
+        cap=args.max_seeds if args.max_seeds is not None else AUTO_MAX_SEEDS,
+    )
+    print(f"--seeds auto: {result.runs} runs in {result.rounds} round(s); seeds per task in {args.out}/{SEEDS_FILE}")
+    return result.runs, result.failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:

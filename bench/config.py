@@ -19,8 +19,9 @@ FINE_TUNE, LINEAR_PROBE = "fine-tune", "frozen-encoder (linear probe)"  # the pr
 # The linear probe: more steps and a larger rate than fine-tuning, but not many more, since on 450 examples it overfits
 # (vader_movies validation Pearson 0.63 at 5 epochs, 0.58 at 20). The best mean validation score over rt_polarity, trec
 # and vader_movies, 3 seeds, among 3-40 epochs and rates 1e-3-3e-2 (measured).
-FINE_TUNE_DEFAULTS = {"epochs": 1.0, "learning_rate": 2e-4}
-PROBE_DEFAULTS = {"epochs": 5.0, "learning_rate": 1e-2}
+FINE_TUNE_DEFAULTS = {"epochs": 1.0, "learning_rate": 2e-4, "select_checkpoint": False, "patience": 0}
+PROBE_DEFAULTS = {"epochs": 5.0, "learning_rate": 1e-2, "select_checkpoint": False, "patience": 0}
+DEFAULT_TRAIN_LAYERS: int | None = None  # fine-tuning's depth; the probe trains no encoder layer
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,13 @@ class TrainConfig:
     length_grouped: bool = False
     freeze_encoder: bool = False  # train only a linear head on the frozen encoder's features: another protocol
     # Opt-in settings (bench.depth, bench.checkpoint); at their defaults they leave a run, and its run_id, as before.
-    train_layers: int | None = None  # fine-tune the top K layers and the head on cached lower-layer states; None: all
-    select_checkpoint: bool = False  # keep the best validation checkpoint (in memory) and score the test split with it
+    train_layers: int | None = DEFAULT_TRAIN_LAYERS  # fine-tune the top K layers and the head on cached lower-layer
+    # states; None: all
+    select_checkpoint: bool | None = None  # keep the best validation checkpoint (in memory), which scores the test
+    # split; None: the protocol's default
     eval_steps: int = 0  # with select_checkpoint: validation every N steps; 0: about 4 times per epoch
-    patience: int = 0  # with select_checkpoint: stop after this many evaluations without improvement; 0: never
+    patience: int | None = None  # with select_checkpoint: stop after this many evaluations without improvement (0:
+    # never); None: the protocol's default with select_checkpoint, else 0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -64,9 +68,14 @@ class TrainConfig:
 
             # Resolved here, so that the run's identity and its CSV row name the precision actually used.
             object.__setattr__(self, "precision", "bf16" if bf16_supported() else "fp32")
-        for name, default in (PROBE_DEFAULTS if self.freeze_encoder else FINE_TUNE_DEFAULTS).items():
+        defaults = PROBE_DEFAULTS if self.freeze_encoder else FINE_TUNE_DEFAULTS
+        for name in ("epochs", "learning_rate", "select_checkpoint"):
             if getattr(self, name) is None:
-                object.__setattr__(self, name, default)
+                object.__setattr__(self, name, defaults[name])
+        if self.patience is None:
+            object.__setattr__(self, "patience", defaults["patience"] if self.select_checkpoint else 0)
+        if self.freeze_encoder and self.train_layers == DEFAULT_TRAIN_LAYERS:
+            object.__setattr__(self, "train_layers", None)  # the probe trains no encoder layer: no depth to name
         checks = {  # name: (whether the value is valid, the valid range in words)
             "train_size": (self.train_size is None or self.train_size >= 1, "an integer >= 1, or None for all"),
             "epochs": (0 < self.epochs < math.inf, "a finite number > 0"),
@@ -116,7 +125,7 @@ class TrainConfig:
         parts += [f"lr{_short_float(self.learning_rate)}", self.precision]
         for name, tag in _SLUG_TAGS.items():
             value = getattr(self, name)
-            if value != TrainConfig.__dataclass_fields__[name].default:
+            if value != ORIGINAL_SETTINGS[name]:
                 parts.append(tag(value))
         return "-".join(parts)
 
@@ -140,8 +149,23 @@ _SLUG_TAGS = {
     "eval_steps": lambda steps: f"eval{steps}",
     "patience": lambda patience: f"patience{patience}",
 }
-# Settings added after runs were published: a run's identity names them only when they differ from their defaults, so
-# the runs made before them keep their run_ids.
+# The value each setting a slug names had before any default changed: fixed, so that changing a default renames no
+# folder (a slug names what differs from these, whatever today's defaults are).
+ORIGINAL_SETTINGS = {
+    "model": DEFAULT_MODEL,
+    "batch_size": 16,
+    "max_length": 128,
+    "weight_decay": 0.01,
+    "warmup_ratio": 0.1,
+    "length_grouped": False,
+    "train_layers": None,
+    "select_checkpoint": False,
+    "eval_steps": 0,
+    "patience": 0,
+}
+# Settings added after runs were published: a run's identity names them only when they differ from the value every
+# run had before they existed (``ORIGINAL_SETTINGS``), so the runs made before them keep their run_ids, and changing
+# their defaults changes no run_id.
 OPT_IN_SETTINGS = ("train_layers", "select_checkpoint", "eval_steps", "patience")
 
 
@@ -162,10 +186,11 @@ class RunSpec:
             object.__setattr__(self, "task", TaskSpec.parse(self.task))
 
     def identity(self) -> dict[str, Any]:
-        """Everything that defines the run's result (the opt-in settings only where they are not at their default)."""
+        """Everything that defines the run's result (the opt-in settings only where they differ from their original
+        value)."""
         settings = asdict(self.train)
         for name in OPT_IN_SETTINGS:
-            if settings[name] == TrainConfig.__dataclass_fields__[name].default:
+            if settings[name] == ORIGINAL_SETTINGS[name]:
                 del settings[name]
         return {
             "task": str(self.task),  # the canonical spec string

@@ -198,10 +198,11 @@ HOW_TO_READ_MARKER = "how-to-read"  # its region holds the text under "How to re
 
 def with_report_guide(text: str) -> str:
     """``text``, the page docs/report.md, with its how-to-read region holding the report's own text
-    (``bench.report_guide.HOW_TO_READ``), so that the page and every report say the same."""
-    from bench.report_guide import HOW_TO_READ  # loads the statistics stack (scipy, evaluate): only for this page
+    (``bench.report_guide.GUIDE``: ``HOW_TO_READ`` and ``SELECTION_GUIDE``), so that the page and every report say
+    the same."""
+    from bench.report_guide import GUIDE  # loads the statistics stack (scipy, evaluate): only for this page
 
-    return with_region(text, HOW_TO_READ_MARKER, HOW_TO_READ)
+    return with_region(text, HOW_TO_READ_MARKER, GUIDE)
 
 
 def main() -> int:

@@ -26,9 +26,9 @@ from bench.analysis import (
 )
 from bench.config import FINE_TUNE, LINEAR_PROBE
 from bench.fingerprint import stale_rows
-from bench.metric_table import HEADLINE_METRICS, arrow
+from bench.metric_table import HEADLINE_METRICS, arrow, higher_is_better
 from bench.metrics import ECE_BINS
-from bench.report_guide import HOW_TO_READ, STATS_FILE
+from bench.report_guide import HOW_TO_READ, SELECTION_GUIDE, STATS_FILE
 from bench.results import DamagedRow, ResultsStore
 from bench.schema import SETTING_COLUMNS, VERSION_COLUMNS
 from bench.status import Status
@@ -493,6 +493,67 @@ def _power_text(analysis: TaskAnalysis) -> str:
     )
 
 
+def _selection_text(analysis: TaskAnalysis) -> str:
+    """What the checkpoint-selection table shows."""
+    metric = f"{analysis.main_metric} {arrow(analysis.main_metric)}"
+    flipped = "" if higher_is_better(analysis.main_metric) else " (last − best: lower is better here)"
+    return (
+        f"Checkpoint selection: the runs below scored the test split twice, with the checkpoint of their best "
+        f"validation {analysis.main_metric} (the numbers above) and with their last weights. `best − last`: the "
+        f"selected checkpoint's test {metric} minus the last weights', mean ± std over seeds, and its 95% t-interval; "
+        "positive means the "
+        f"selected checkpoint scored better{flipped}. `best step / steps`: the mean step of the selected checkpoint "
+        "and the mean planned training steps; `evaluations`: validation evaluations per run (mean); `stopped early`: "
+        "runs that early stopping (`--patience`) ended before their planned steps."
+    )
+
+
+def _selection_table(analysis: TaskAnalysis) -> str:
+    gaps, use = analysis.main_selection, analysis.checkpoints
+    rows = []
+    for loss in [loss for loss in analysis.losses if loss in gaps.index]:
+        gap = gaps.loc[loss]
+        counts = use.loc[loss] if loss in use.index else pd.Series(dtype=object)
+        runs = int(counts.get("runs", gap["n"]))
+        best, steps = counts.get("best_step", np.nan), counts.get("steps", np.nan)
+        step_cell = _count(best) + (f" / {_count(steps)}" if np.isfinite(steps) else "")
+        rows.append(
+            [
+                loss,
+                runs,
+                _signed(gap["mean"], gap["std"]),
+                _interval(gap["ci_low"], gap["ci_high"], bool(gap["ci_clipped"])),
+                step_cell,
+                _count(counts.get("evaluations", np.nan)),
+                f"{int(counts.get('stopped_early', 0))}/{runs}",
+            ]
+        )
+    headers = [
+        "loss",
+        "runs",
+        f"best − last ({analysis.main_metric} {arrow(analysis.main_metric)})",
+        "95% CI",
+        "best step / steps",
+        "evaluations",
+        "stopped early",
+    ]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _signed(mean: float, std: float) -> str:
+    """'+0.0123 ± 0.0045' (no std with one seed)."""
+    if not np.isfinite(mean):
+        return DASH
+    return f"{mean:+.4f}" + ("" if not np.isfinite(std) else f" ± {std:.4f}")
+
+
+def _count(value: float) -> str:
+    """A mean count: whole numbers without decimals, others with one."""
+    if value is None or not np.isfinite(value):
+        return DASH
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
 def _task_section(
     analysis: TaskAnalysis, probe: bool, plots: Mapping[tuple[str, str], str], absent: Mapping[tuple[str, str], str]
 ) -> list[str]:
@@ -515,6 +576,8 @@ def _task_section(
     if analysis.collapsed:
         lines += ["", _collapsed_text(analysis)]
     lines += ["", _power_text(analysis)]
+    if len(analysis.main_selection):
+        lines += ["", _selection_text(analysis), "", _selection_table(analysis)]
     if analysis.clipped:
         lines += ["", CLIPPED_NOTE]
     links = _plot_links(analysis, plots, absent)
@@ -628,6 +691,7 @@ def render(
         "## How to read this report",
         "",
         HOW_TO_READ,
+        *(["", SELECTION_GUIDE] if any(len(a.main_selection) for a in result.tasks) else []),
     ]
     for analysis in result.tasks:
         lines += _task_section(analysis, probe, plots, absent or {})

@@ -1,5 +1,6 @@
 """The report's "How to read this report" text, in one place: ``bench.report`` puts it in every REPORT.md, and
-``make docs`` (``bench.docs``) writes it into docs/report.md, so the two never differ.
+``make docs`` (``bench.docs``) writes it into docs/report.md, so the two never differ. Its paragraph on checkpoint
+selection (``SELECTION_GUIDE``) is in a report only when the report has a checkpoint-selection table.
 
 Its metric table comes from ``bench.metric_table``; its numbers (α, the paired test, Friedman's minimum) from
 ``bench.stats``.
@@ -108,3 +109,19 @@ pooled ECE is not the table's mean of per-run ECEs, and each panel gives both). 
 across losses: different losses are on different scales.
 
 Skipped pairs are (task, loss) combinations the loss does not support; failed runs are listed with their error."""
+
+# Appended to HOW_TO_READ in a report whose runs selected a checkpoint (runs.csv has test_last_*), so reports of
+# other runs stay as they were; docs/report.md holds both (GUIDE).
+SELECTION_GUIDE = f"""\
+Checkpoint selection (only for runs made with `--select-checkpoint`): each run scored the validation split during
+training, kept the weights of its best validation main metric and scored the test split with them (the task table's
+numbers) and with its last weights (`test_last_<metric>` in `runs.csv`). The table under the task's Power line gives
+per loss `best − last`, the test main metric of the selected checkpoint minus that of the last weights, mean ± std
+over seeds with its 95% t-interval, **signed so that positive means selection helped** (last − best for a ↓ metric);
+near 0 the last weights were as good (or were the selected ones). Under label noise a positive gap is what selection
+is for: later steps fit more of the wrong labels. `best step / steps`: the mean step of the selected
+checkpoint and of the planned training steps; `evaluations`: validation evaluations per run; `stopped early`: runs
+that `--patience` stopped before their planned steps. `{STATS_FILE}` gives the gap for every metric
+(`best_minus_last_mean`, `_std`, `_ci_low`, `_ci_high`, `_n`)."""
+
+GUIDE = f"{HOW_TO_READ}\n\n{SELECTION_GUIDE}"  # the whole text, as docs/report.md shows it

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
@@ -134,6 +134,7 @@ def run_matrix(
     quiet: bool = False,
     eval_steps: int = 0,
     executor: Executor | None = None,
+    note: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every run of the matrix not finished in ``out_dir`` with the current code and data, storing each row (with
     its fingerprint) as soon as it finishes.
@@ -141,8 +142,8 @@ def run_matrix(
     A finished row whose fingerprint is not the current one is stale and runs again, as do the finished runs that all
     the ``rerun`` filters choose (``bench.rerun``); damaged rows of ``runs.csv`` never count as finished. ``eval_steps``
     only adds validation points to the log history; it is not part of a run's identity. The ``executor`` (default:
-    this process, one run after another) runs the cells; this function alone writes results. Returns the rows of the
-    runs that failed in this invocation.
+    this process, one run after another) runs the cells; this function alone writes results. ``note`` is added to
+    the invocation's entry of ``invocations.jsonl``. Returns the rows of the runs that failed in this invocation.
     """
     out_dir = Path(out_dir)
     store = ResultsStore(out_dir)
@@ -196,6 +197,7 @@ def run_matrix(
                 "torch_threads": torch.get_num_threads(),
                 "git_commit": git_commit(),
                 "hardware": hardware(),
+                **(note or {}),
             }
         )
     return failed

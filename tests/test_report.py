@@ -23,6 +23,7 @@ from bench.matrix import build_matrix
 from bench.metric_table import METRIC_RANGE, METRICS
 from bench.plots import file_stem
 from bench.report import CLIPPED_NOTE, HOW_TO_READ, ONLY_FINAL_HISTORY, STATS_FILE, render_report, write_report
+from bench.report_guide import SELECTION_GUIDE
 from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUNS_DIR
 from bench.runner import run_matrix
 
@@ -501,3 +502,86 @@ def test_the_report_prints_each_tasks_minimum_detectable_difference(tmp_path):
     assert not trec.all_undecided and "On trec, no loss is told apart" not in _headline(report)
     one_seed = render_report(synthetic_results(tmp_path / "one", seeds=1, files=False))
     assert "Power: no loss was tested against cross_entropy" in one_seed
+
+
+# --- checkpoint selection: the best validation checkpoint against the last weights ----------------------------------
+
+SELECTION_GAPS = {"cross_entropy": 0.0, "focal": 0.02, "dice": 0.1, "weighted_cross_entropy": -0.01, "mae": 0.05}
+
+
+def _with_selection(runs: pd.DataFrame, task: str, metric: str, higher: bool = True) -> pd.DataFrame:
+    """``task``'s finished rows as --select-checkpoint writes them: test_last_<metric> below test_<metric> (above for a
+    lower-is-better metric) by SELECTION_GAPS[loss] + 0.001 * seed, best_step 40 + seed of 60 planned steps
+    (ceil(450 / 16) = 29 steps per epoch... 450 / 15 = 30, 2 epochs), 6 evaluations, seed 0 stopped early."""
+    runs = runs.copy()
+    ok = (runs["task"] == task) & (runs["status"] == "ok")
+    gap = runs.loc[ok, "loss_spec"].map(SELECTION_GAPS).fillna(0.0) + 0.001 * runs.loc[ok, "seed"]
+    runs.loc[ok, f"test_last_{metric}"] = runs.loc[ok, f"test_{metric}"] - (gap if higher else -gap)
+    runs.loc[ok, "best_step"] = 40 + runs.loc[ok, "seed"]
+    runs.loc[ok, "evaluations"] = 6
+    runs.loc[ok, "stopped_early"] = runs.loc[ok, "seed"] == 0
+    runs["batch_size"], runs["epochs"] = 15, 2.0
+    return runs
+
+
+def _expected_gap(loss: str, seeds: int) -> tuple[float, float, float]:
+    """Mean and 95% t-interval of SELECTION_GAPS[loss] + 0.001 * seed over ``seeds`` seeds."""
+    gaps = np.array([SELECTION_GAPS[loss] + 0.001 * seed for seed in range(seeds)])
+    half = scipy_stats.t.ppf(0.975, seeds - 1) * gaps.std(ddof=1) / np.sqrt(seeds)
+    return gaps.mean(), gaps.mean() - half, gaps.mean() + half
+
+
+def test_the_selection_gap_of_runs_with_known_best_and_last_scores(tmp_path):
+    runs = _with_selection(synthetic_results(tmp_path, seeds=4, files=False), "trec", "f1_macro")
+    result = analyse(runs)
+    trec = next(task for task in result.tasks if task.task == "trec")
+    for loss in CLASSIFICATION_LOSSES:
+        mean, low, high = _expected_gap(loss, 4)
+        row = trec.main_selection.loc[loss]
+        assert (row["n"], row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx((4, mean, low, high))
+    use = trec.checkpoints.loc["dice"]
+    assert (use["runs"], use["best_step"], use["steps"], use["evaluations"], use["stopped_early"]) == (
+        4, 41.5, 60, 6, 1
+    )  # fmt: skip
+    assert all(task.selection.empty and task.checkpoints.empty for task in result.tasks if task.task != "trec")
+
+    report = render_report(runs)
+    section = report[report.index("## trec\n") : report.index("## trec@noise=0.2\n")]
+    mean, low, high = _expected_gap("dice", 4)
+    assert re.search(r"\| best − last \(f1_macro ↑\) +\| 95% CI +\| best step / steps +\|", section)
+    assert re.search(
+        rf"\| dice +\| 4 +\| \+{mean:.4f} ± 0\.0013 +\| \[{low:.4f}, {high:.4f}\] +\| 41\.5 / 60 +\| 6 +\| 1/4 +\|",
+        section,
+    ), section
+    assert "positive means the selected checkpoint scored better." in section
+    assert report.count("| best − last (") == 1  # the other tasks' runs recorded no test_last_*: no table
+    assert f"\n\n{SELECTION_GUIDE}\n" in report
+
+    frame = result.statistics
+    trec_dice = frame[(frame["task"] == "trec") & (frame["metric"] == "f1_macro") & (frame["loss"] == "dice")]
+    assert trec_dice["best_minus_last_mean"].iloc[0] == pytest.approx(mean)
+    assert trec_dice["best_minus_last_ci_high"].iloc[0] == pytest.approx(high)
+    assert frame.loc[frame["task"] != "trec", "best_minus_last_mean"].isna().all()
+
+
+def test_the_selection_gap_is_positive_when_selection_helped_a_lower_is_better_metric(tmp_path):
+    runs = synthetic_results(tmp_path, seeds=3, files=False)
+    runs.loc[runs["task"] == "vader_movies", "main_metric"] = "mse"  # lower is better
+    runs = _with_selection(runs, "vader_movies", "mse", higher=False)  # last weights: a larger mse
+    vader = next(task for task in analyse(runs).tasks if task.task == "vader_movies")
+    mae = runs[(runs["task"] == "vader_movies") & (runs["loss_spec"] == "mae")]
+    assert (mae["test_last_mse"] > mae["test_mse"]).all()  # the selected checkpoint's mse is the lower one
+    assert vader.main_selection.loc["mae", "mean"] == pytest.approx(0.05 + 0.001)  # seeds 0, 1, 2: + 0.001 on average
+    assert vader.main_selection.loc["mse", "mean"] == pytest.approx(0.001)
+    section = render_report(runs)
+    section = section[section.index("## vader_movies\n") :]
+    assert re.search(r"\| best − last \(mse ↓\) +\|", section) and "(last − best: lower is better here)" in section
+
+
+def test_runs_without_last_weights_scores_report_nothing_new(tmp_path):
+    runs = synthetic_results(tmp_path, seeds=3, files=False)
+    plain = render_report(runs)
+    assert "best − last" not in plain and SELECTION_GUIDE not in plain
+    assert not any(column.startswith("best_minus_last_") for column in analyse(runs).statistics.columns)
+    # a test_last_ column with no value in it (rows of runs without --select-checkpoint beside others): the same report
+    assert render_report(runs.assign(test_last_f1_macro=np.nan, best_step=np.nan, stopped_early="")) == plain
