@@ -65,11 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             precision=args.precision,
             seeds=args.seeds,
             reference_seeds=args.reference_seeds,
-            # The previous default and today's, as lossbench run makes it (one arm if they are the same).
+            # The previous default, the candidates and today's default, as lossbench run makes it (arms that are
+            # the same run once).
             extra=[
                 replace(PREVIOUS_DEFAULT, precision=args.precision),
                 *(replace(candidate, precision=args.precision) for candidate in CANDIDATES),
                 TrainConfig(precision=args.precision),
+                TrainConfig(precision="auto"),  # the default at bf16 where the CPU has it: its time, side by side
             ],
         )
         from bench.matrix import expand_task_specs

@@ -39,9 +39,10 @@ class Cell:
     mean: float
     std: float
     collapsed: int
-    run_seconds: float  # mean wall time of a run, encoding of cached states left out
+    run_seconds: float  # median wall time of a run (robust to a run slowed by other work), states encoding left out
     states_seconds: float  # encoding the frozen layers' states once for the task (0 without --train-layers)
     best_step: float
+    steps: float  # the planned training steps: ceil(examples / batch size) x epochs
     stopped_early: int
 
 
@@ -64,9 +65,12 @@ def arm_cells(arm: Arm, tasks: Sequence[str], out: Path) -> dict[str, Cell]:
             mean=float(values.mean()),
             std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
             collapsed=int(_column(task_rows, "collapsed").fillna(0).astype(bool).sum()),
-            run_seconds=float((task_rows["wall_seconds"].astype(float) - states.fillna(0)).mean()),
+            run_seconds=float((task_rows["wall_seconds"].astype(float) - states.fillna(0)).median()),
             states_seconds=float(states.max()) if states.notna().any() else 0.0,
             best_step=float(_column(task_rows, "best_step").mean()),
+            steps=float(
+                (np.ceil(_column(task_rows, "train_examples") / arm.train.batch_size) * arm.train.epochs).mean()
+            ),
             stopped_early=int(_column(task_rows, "stopped_early").fillna(0).astype(bool).sum()),
         )
     return cells
@@ -87,7 +91,7 @@ def matrix_runs(arm: Arm, task: str) -> int:
 def matrix_minutes(arm: Arm, cells: dict[str, Cell], tasks: Sequence[str], encoding: dict[str, float]) -> float:
     """The default matrix's estimated wall time at ``arm``'s settings: per task, encoding the frozen layers' states
     once (``encoding``: seconds per task, measured by whichever arm of the same depth encoded them first) plus each
-    run at the baseline's mean run time (other losses stop early at other steps: an estimate)."""
+    run at the baseline's median run time (other losses stop early at other steps: an estimate)."""
     seconds = sum(encoding.get(t, 0.0) + matrix_runs(arm, t) * cells[t].run_seconds for t in tasks if t in cells)
     return seconds / 60 if all(t in cells for t in tasks) else math.nan
 
@@ -182,7 +186,7 @@ def write_protocol_report(arms: Sequence[Arm], tasks: Sequence[str], out: Path) 
         f"at most {MAX_SEED_STD:g} (2 points on a 0-1 metric, 0.02 Pearson r), no collapsed baseline run (no better "
         "than predicting the training split's majority class or mean), and a default matrix (every compatible loss x "
         f"{MATRIX_SEEDS} seeds) within {MAX_MATRIX_MINUTES:.0f} min on the machine above. The matrix time is estimated "
-        "from the baseline's mean run time and the states encoding (once per task); the published default run "
+        "from the baseline's median run time and the states encoding (once per task); the published default run "
         "measures it.",
         "",
         "## Reference scores",
@@ -241,7 +245,7 @@ def _cell(cell: Cell | None) -> str:
 
 
 def _reference_table(references: dict[str, Cell], tasks: Sequence[str]) -> str:
-    lines = ["| task | main metric | reference | seeds | best step (mean) | stopped early | time per run |"]
+    lines = ["| task | main metric | reference | seeds | best step / steps (mean) | stopped early | time per run |"]
     lines.append("|---|---|---|---|---|---|---|")
     for task in tasks:
         metric = TASKS.get(task.split("@")[0]).metadata.main_metric
@@ -250,7 +254,7 @@ def _reference_table(references: dict[str, Cell], tasks: Sequence[str]) -> str:
             lines.append(f"| {task} | {metric} | not run | 0 | | | |")
             continue
         lines.append(
-            f"| {task} | {metric} | {_cell(cell)} | {cell.runs} | {cell.best_step:.0f} | "
+            f"| {task} | {metric} | {_cell(cell)} | {cell.runs} | {cell.best_step:.0f} / {cell.steps:.0f} | "
             f"{cell.stopped_early}/{cell.runs} | {cell.run_seconds:.0f} s |"
         )
     return "\n".join(lines)
@@ -267,8 +271,7 @@ def _verdict_table(
     lines = [header + " | ≥ 90% | std ≤ 0.02 | no collapse | matrix (est.) |", "|---" * (len(tasks) + 5) + "|"]
     for arm in arms:
         v = verdicts[arm.folder]
-        name = f"`{arm.folder}`" + (" (default)" if arm.folder == default_folder else "")
-        name += " (previous default)" if arm.train == replace(PREVIOUS_DEFAULT, precision=arm.train.precision) else ""
+        name = f"`{arm.folder}`{_label(arm, default_folder)}"
         figures = [
             f"{_cell(cells[arm.folder].get(t))} ({v.share[t]:.0%})" if t in v.share else _cell(cells[arm.folder].get(t))
             for t in tasks
@@ -281,19 +284,57 @@ def _verdict_table(
     return "\n".join(lines)
 
 
+def _label(arm: Arm, default_folder: str) -> str:
+    """What an arm is besides its settings: today's default (at another precision), or the previous default."""
+    from bench.config import TrainConfig
+
+    if arm.folder == default_folder:
+        return " (default)"
+    if arm.train == TrainConfig(model=arm.train.model, precision=arm.train.precision):
+        return f" (default, {arm.train.precision})"
+    return " (previous default)" if arm.train == replace(PREVIOUS_DEFAULT, precision=arm.train.precision) else ""
+
+
 def _choice(arms: Sequence[Arm], verdicts: dict[str, Verdict], best: str | None, default_folder: str) -> str:
-    if best is None:
-        shares = {a.folder: np.mean(list(verdicts[a.folder].share.values()) or [math.nan]) for a in arms}
-        known = {folder: share for folder, share in shares.items() if not math.isnan(share)}
-        near = f" The highest mean share of the reference is `{max(known, key=known.get)}` ({max(known.values()):.0%})."
-        choice = (
-            f"No arm meets every target.{near if known else ''} The table above shows which target each setting "
-            "misses and by how much."
+    """The arm that meets every target, or, when none does, the two that each meet one side of the trade-off: the
+    best-scoring arm within the time budget and the fastest arm that meets the score targets."""
+    if best is not None:
+        choice = f"The arm that meets every target with the highest mean share of the reference: `{best}`."
+        verb = "is" if best == default_folder else "is not"
+        return f"{choice} `lossbench run`'s default (`{default_folder}`) {verb} it."
+    share = {a.folder: float(np.mean(list(verdicts[a.folder].share.values()) or [math.nan])) for a in arms}
+    in_time = [
+        a.folder for a in arms if verdicts[a.folder].minutes <= MAX_MATRIX_MINUTES and not math.isnan(share[a.folder])
+    ]
+    scoring = [
+        a.folder
+        for a in arms
+        if verdicts[a.folder].meets_score and verdicts[a.folder].meets_std and verdicts[a.folder].no_collapse
+    ]
+    parts = ["No arm meets every target."]
+    if in_time:
+        top = max(in_time, key=share.get)
+        parts.append(
+            f"Within {MAX_MATRIX_MINUTES:.0f} min, the highest mean share of the reference is `{top}`'s "
+            f"({share[top]:.0%})."
         )
     else:
-        choice = f"The arm that meets every target with the highest mean share of the reference: `{best}`."
-    is_default = "is" if best == default_folder else "is not"
-    return f"{choice} `lossbench run`'s default protocol (`{default_folder}`) {is_default} that arm."
+        parts.append(f"None is estimated within {MAX_MATRIX_MINUTES:.0f} min.")
+    if scoring:
+        fastest = min(scoring, key=lambda folder: verdicts[folder].minutes)
+        parts.append(
+            f"The fastest that meets the score, spread and collapse targets is `{fastest}` "
+            f"(≈ {verdicts[fastest].minutes:.0f} min)."
+        )
+    else:
+        parts.append("None meets the score, spread and collapse targets together.")
+    default = verdicts.get(default_folder)
+    if default is not None:
+        parts.append(
+            f"`lossbench run`'s default (`{default_folder}`): {share[default_folder]:.0%} of the reference on "
+            f"average, ≈ {default.minutes:.0f} min; the table above shows which targets it misses."
+        )
+    return " ".join(parts)
 
 
 def _axis_table(axis: str, arms: Sequence[Arm], cells: dict, references: dict[str, Cell], tasks: Sequence[str]) -> str:

@@ -103,10 +103,12 @@ def test_the_cache_key_follows_the_rows(tiny_model_dir, probe_train):
 
 
 def test_the_config_holds_each_protocols_own_epochs_and_learning_rate():
-    """Left out (None), epochs and learning rate are the protocol's, wherever the config is built; given, they stay."""
+    """Left out (None), epochs, learning rate and checkpoint selection are the protocol's, wherever the config is
+    built; given, they stay."""
     probe_config, fine_tune = TrainConfig(freeze_encoder=True, precision="fp32"), TrainConfig(precision="fp32")
-    assert {"epochs": probe_config.epochs, "learning_rate": probe_config.learning_rate} == PROBE_DEFAULTS
-    assert {"epochs": fine_tune.epochs, "learning_rate": fine_tune.learning_rate} == FINE_TUNE_DEFAULTS
+    assert {name: getattr(probe_config, name) for name in PROBE_DEFAULTS} == PROBE_DEFAULTS
+    assert {name: getattr(fine_tune, name) for name in FINE_TUNE_DEFAULTS} == FINE_TUNE_DEFAULTS
+    assert probe_config.train_layers is None  # the probe trains no encoder layer, whatever fine-tuning's depth
     given = TrainConfig(freeze_encoder=True, precision="fp32", epochs=2, learning_rate=3e-3)
     assert (given.epochs, given.learning_rate) == (2, 3e-3)
     explicit = TrainConfig(freeze_encoder=True, precision="fp32", **PROBE_DEFAULTS)

@@ -58,8 +58,8 @@ def test_recommended_arm_meets_every_target_with_the_highest_share():
 def test_verdict_applies_the_targets(monkeypatch):
     monkeypatch.setattr(protocol_report, "matrix_runs", lambda arm, task: 10)
     arm = Arm("learning rate", 1e-3, CENTRE, (0, 1, 2))
-    reference = {"trec": Cell(1, 0.8, math.nan, 0, 100.0, 0.0, 50, 1)}
-    good = {"trec": Cell(3, 0.75, 0.01, 0, 6.0, 30.0, 40, 3)}
+    reference = {"trec": Cell(1, 0.8, math.nan, 0, 100.0, 0.0, 50, 60, 1)}
+    good = {"trec": Cell(3, 0.75, 0.01, 0, 6.0, 30.0, 40, 60, 3)}
     result = protocol_report.verdict(arm, good, reference, ["trec"], {"trec": 30.0})
     assert result.share["trec"] == pytest.approx(0.9375) and result.meets_all
     assert result.minutes == pytest.approx((30 + 10 * 6) / 60)

@@ -18,7 +18,15 @@ from bench.trainer import LossTrainer
 
 @pytest.fixture
 def tiny_train(tiny_model_dir) -> TrainConfig:
-    return TrainConfig(model=str(tiny_model_dir), train_size=24, batch_size=8, max_length=32, precision="fp32")
+    return TrainConfig(  # a full fine-tune with the last weights: the tests below opt in to depth and selection
+        model=str(tiny_model_dir),
+        train_size=24,
+        batch_size=8,
+        max_length=32,
+        precision="fp32",
+        train_layers=None,
+        select_checkpoint=False,
+    )
 
 
 @pytest.fixture
@@ -65,10 +73,14 @@ def test_only_the_top_layers_and_the_head_receive_gradients(tiny_train, tmp_path
 
 
 def test_train_layers_all_keeps_the_full_fine_tune_and_its_run_id(tiny_train, tmp_path):
-    assert TrainConfig(**{**tiny_train.__dict__, "train_layers": None}) == tiny_train
-    spec = RunSpec("trec", "1.1", "cross_entropy", 0, TrainConfig(precision="fp32"))
+    """A full fine-tune with the last weights has the identity it had before depth and selection existed, whatever
+    today's defaults are: the published runs keep their run_ids."""
+    previous = TrainConfig(precision="fp32", train_size=450, epochs=1.0, learning_rate=2e-4)
+    previous = TrainConfig(**{**previous.__dict__, "train_layers": None, "select_checkpoint": False, "patience": 0})
+    spec = RunSpec("trec", "1.1", "cross_entropy", 0, previous)
     assert "train_layers" not in spec.identity() and "select_checkpoint" not in spec.identity()
-    other = RunSpec("trec", "1.1", "cross_entropy", 0, TrainConfig(precision="fp32", train_layers=2))
+    assert spec.train.slug == "finetune-450ex-1ep-lr2e-4-fp32"
+    other = RunSpec("trec", "1.1", "cross_entropy", 0, TrainConfig(**{**previous.__dict__, "train_layers": 2}))
     assert other.run_id != spec.run_id and other.train.slug.endswith("-top2")
 
 
@@ -77,10 +89,12 @@ def test_bad_depth_settings_are_refused_naming_the_value_and_the_range(tiny_mode
     base += ["--out", str(tmp_path / "out")]
     assert cli.main([*base, "--train-layers", "3"]) == 2
     assert "--train-layers 3: Invalid train_layers=3: must be in [0, 2]" in capsys.readouterr().err
-    assert cli.main([*base, "--patience", "2"]) == 2
+    assert cli.main([*base, "--no-select-checkpoint", "--patience", "2"]) == 2
     assert "--patience 2 needs --select-checkpoint" in capsys.readouterr().err
     assert cli.main([*base, "--train-layers", "1", "--freeze-encoder"]) == 2
     assert "--train-layers applies to fine-tuning" in capsys.readouterr().err
+    assert cli.main([*base, "--length-grouping"]) == 2  # the default depth trains on cached, ungrouped states
+    assert "add --train-layers all" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main([*base, "--train-layers", "-1"])
     assert "train-layers must be an integer >= 0 or 'all', got '-1'" in capsys.readouterr().err
