@@ -24,7 +24,14 @@ from bench.taskspec import Stressor, TaskSpec
 
 @pytest.fixture
 def tiny_train(tiny_model_dir) -> TrainConfig:
-    return TrainConfig(model=str(tiny_model_dir), train_size=24, batch_size=8, max_length=32)
+    return TrainConfig(  # a full fine-tune with the last weights: what these tests were written for
+        model=str(tiny_model_dir),
+        train_size=24,
+        batch_size=8,
+        max_length=32,
+        train_layers=None,
+        select_checkpoint=False,
+    )
 
 
 def test_matrix_builds_only_compatible_pairs(tiny_train):
@@ -54,9 +61,12 @@ def test_run_id_depends_on_everything_that_defines_the_run(tiny_train):
 def test_run_ids_are_those_of_the_runs_already_stored():
     """The identity (and so the run_id) of a run is a stable hash: these two were computed before the task spec
     became a ``TaskSpec`` and the protocol defaults moved into ``TrainConfig``."""
-    noisy = RunSpec("trec@noise=0.20", "1.1+stressors.1", "focal", 0, TrainConfig(precision="fp32"), {"gamma": 2.0})
+    # The settings that were the defaults then, written out (the defaults have changed since; the identity has not).
+    then = {"precision": "fp32", "train_size": 450}
+    fine_tune = TrainConfig(**then, epochs=1.0, learning_rate=2e-4, train_layers=None, select_checkpoint=False)
+    noisy = RunSpec("trec@noise=0.20", "1.1+stressors.1", "focal", 0, fine_tune, {"gamma": 2.0})
     assert noisy.run_id == "f1ab1a2828ba0ff3" and noisy.identity()["task"] == "trec@noise=0.2"
-    probe = RunSpec("trec", "1.1", "cross_entropy", 3, TrainConfig(precision="fp32", freeze_encoder=True))
+    probe = RunSpec("trec", "1.1", "cross_entropy", 3, TrainConfig(**then, freeze_encoder=True))
     assert probe.run_id == "1253e25f9f2f65c6"
 
 
