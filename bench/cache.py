@@ -1,8 +1,8 @@
 """The on-disk cache of encoder outputs (``$LOSSBENCH_CACHE``, default ``~/.cache/lossbench``) and its keys.
 
-The frozen-encoder probe caches sentence features (``features/``), ``--train-layers`` caches lower-layer states
-(``states/``). A key hashes everything the cached arrays depend on, so a change of data, tokenizer, row order, model
-weights or settings can never attach stale arrays to other rows.
+``--train-layers`` caches the states of the frozen layers below the trained ones (``states/``; with 0, the last
+layer's, for the head alone). A key hashes everything the cached arrays depend on, so a change of data, tokenizer,
+row order, model weights or settings can never attach stale arrays to other rows.
 """
 
 from __future__ import annotations

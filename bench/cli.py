@@ -1,4 +1,4 @@
-"""Command line: ``lossbench list``, ``lossbench run`` and ``lossbench report``."""
+"""Command line: ``lossbench list``, ``lossbench run``, ``lossbench report`` and ``lossbench compare``."""
 
 from __future__ import annotations
 
@@ -9,18 +9,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.config import FINE_TUNE_DEFAULTS, MIN_MAX_LENGTH, PRECISIONS, PROBE_DEFAULTS, RunSpec, TrainConfig
+from bench.config import FINE_TUNE_DEFAULTS, HEAD_ONLY_DEFAULTS, MIN_MAX_LENGTH, PRECISIONS, RunSpec, TrainConfig
 from bench.executors import Executor, LocalExecutor, ProcessExecutor, RayExecutor, import_ray
+from bench.matrix_file import MatrixSettings
 from bench.models import DEFAULT_MODEL, check_model
 from bench.plugins import default_task_names, loss_defaults
 from bench.registry import LOSSES, TASKS, PluginImportError, UnknownNameError
 from bench.rerun import RERUN_KEYS, RerunFilter
+from bench.trainer_args import split_item
 
 # The config's declared defaults (precision stays 'auto', epochs and learning rate None: building a TrainConfig would
 # resolve them).
@@ -29,6 +31,7 @@ MAX_SEED = 2**32 - 1  # numpy's seed range: transformers.set_seed refuses a larg
 DEFAULT_SEEDS = [0, 1, 2]  # also --seeds auto's first round
 AUTO = "auto"  # --seeds auto: seeds added to undecided tasks (bench.autoseed)
 AUTO_MAX_SEEDS = 10  # --max-seeds' default
+TUNE_TRIALS = 10  # lossbench tune --trials' default
 AUTO_TARGET_MDD = 0.01  # --target-mdd's default: one point of a metric in [0, 1], or 0.01 of a Pearson r
 
 
@@ -125,6 +128,13 @@ def _gpus_per_run(text: str) -> float:
     return int(gpus) if gpus.is_integer() else gpus
 
 
+def _matrix_file(path: str) -> MatrixSettings:
+    try:
+        return MatrixSettings.read(path)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _loss_specs(text: str) -> list[str]:
     """Comma-separated loss specs; a comma followed by ``key=`` continues the previous spec's parameters."""
     specs: list[str] = []
@@ -182,15 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=_positive_number("epochs"),
         default=None,
-        help=f"training epochs (default {FINE_TUNE_DEFAULTS['epochs']:g}; {PROBE_DEFAULTS['epochs']:g} with "
-        "--freeze-encoder)",
+        help=f"training epochs (default {FINE_TUNE_DEFAULTS['epochs']:g}; {HEAD_ONLY_DEFAULTS['epochs']:g} with "
+        "--train-layers 0)",
     )
     run.add_argument(
         "--lr",
         type=_positive_number("lr"),
         default=None,
         help=f"peak learning rate (default {FINE_TUNE_DEFAULTS['learning_rate']:g}; "
-        f"{PROBE_DEFAULTS['learning_rate']:g} with --freeze-encoder)",
+        f"{HEAD_ONLY_DEFAULTS['learning_rate']:g} with --train-layers 0)",
     )
     run.add_argument("--batch-size", type=_integer_at_least(1, "batch-size"), default=DEFAULTS.batch_size)
     run.add_argument(
@@ -211,10 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--freeze-encoder",
         action="store_true",
-        help="a linear probe instead of fine-tuning: embed each task once with the frozen encoder (cached under "
-        "$LOSSBENCH_CACHE, default ~/.cache/lossbench) and train only a linear head under every loss; a different "
-        f"protocol, labelled so in the report (defaults --epochs {PROBE_DEFAULTS['epochs']:g} "
-        f"--lr {PROBE_DEFAULTS['learning_rate']:g})",
+        help="the same as --train-layers 0: train only the head on the frozen encoder's cached states, a different "
+        "protocol, labelled so in the report",
     )
     run.add_argument(
         "--eval-steps",
@@ -229,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="K|all",
         help="fine-tune only the top K transformer layers and the head, on cached outputs of the frozen layers below "
-        "(cached under $LOSSBENCH_CACHE, default ~/.cache/lossbench); K in [0, the model's layers], or all: every "
-        f"weight (default {'all' if DEFAULTS.train_layers is None else DEFAULTS.train_layers})",
+        "(cached under $LOSSBENCH_CACHE, default ~/.cache/lossbench); K in [0, the model's layers] (0: the head "
+        "only, on the frozen encoder), or all: every weight "
+        f"(default {'all' if DEFAULTS.train_layers is None else DEFAULTS.train_layers})",
     )
     run.add_argument(
         "--select-checkpoint",
@@ -238,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="score the validation split during training (--eval-steps), keep the best weights by the task's main "
         "metric and score the test split with them; rows add best_step, evaluations, stopped_early, test_last_* "
-        f"(default: {'on' if FINE_TUNE_DEFAULTS['select_checkpoint'] else 'off'}; off with --freeze-encoder)",
+        f"(default: {'on' if FINE_TUNE_DEFAULTS['select_checkpoint'] else 'off'})",
     )
     run.add_argument(
         "--patience",
@@ -304,13 +313,79 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add runs to an --out folder whose finished runs used other settings (it runs nothing again: see --rerun)",
     )
+    run.add_argument(
+        "--trainer-arg",
+        dest="trainer_args",
+        type=split_item,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a transformers TrainingArguments field for every run, e.g. gradient_accumulation_steps=4, "
+        "max_grad_norm=1.0, lr_scheduler_type=cosine, optim=adamw_torch_fused; repeat for more. Checked against the "
+        "installed TrainingArguments before any training; part of each run's identity. Fields lossbench sets "
+        "(output dir, seeds, epochs, lr, batch size, precision, evaluation, saving, report_to) are refused with the "
+        "flag to use",
+    )
+    run.add_argument(
+        "--report-to",
+        type=_csv,
+        default=None,
+        metavar="TRACKER,...",
+        help="experiment trackers the Trainer logs each run to, e.g. tensorboard,mlflow (default none): TensorBoard "
+        "event files go to OUT/runs/<run_id>/, MLflow to MLFLOW_TRACKING_URI; each run is named by its run_id, task, "
+        "loss and seed, with its lossbench parameters. Not part of a run's identity",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.add_argument(
+        "--config",
+        type=_matrix_file,
+        default=None,
+        metavar="FILE.toml",
+        help="read the matrix and settings from a TOML file whose keys are these options' names (tasks, losses, "
+        "seeds, train_size, ...); options given here override the file's; see configs/",
+    )
 
     report = commands.add_parser(
         "report", help="rebuild DIR/REPORT.md, DIR/stats.csv and DIR/plots/ from DIR/runs.csv and DIR/runs/"
     )
     report.add_argument("--out", default="results", help="results folder (default: results)")
+
+    compare = commands.add_parser(
+        "compare", help="two results folders side by side per task and loss, paired by seed, with the report's tests"
+    )
+    compare.add_argument("a", metavar="A", help="a results folder (the reference: differences are B - A)")
+    compare.add_argument("b", metavar="B", help="another results folder")
+    compare.add_argument("--out", default=None, metavar="FILE.md", help="also write the table to this Markdown file")
+
+    # Built last from run's options (parents), so that every option run has, tune has too.
+    tune = commands.add_parser(
+        "tune",
+        parents=[run],
+        add_help=False,
+        help="tune each (task, loss) on the validation split with the same Optuna budget, then run each loss at its "
+        "chosen learning rate and parameters over --seeds (docs/tuning.md)",
+    )
+    tune.add_argument(
+        "--trials",
+        type=_integer_at_least(1, "trials"),
+        default=TUNE_TRIALS,
+        help=f"trials per (task, loss), the same for every loss (default {TUNE_TRIALS}); a study already in "
+        "OUT/tuning.sqlite3 runs only its missing trials",
+    )
+    tune.add_argument(
+        "--trial-seed",
+        type=_integer_at_least(0, "trial-seed"),
+        default=0,
+        help="the training seed of every trial and the TPE sampler's seed, the same for every loss (default 0)",
+    )
     return parser
+
+
+def run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``run`` command's own parser inside ``parser`` (``build_parser``): its options are a matrix file's keys
+    (argparse has no public way to reach a subcommand's parser)."""
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return commands.choices["run"]
 
 
 def list_command(kind: str, as_json: bool) -> None:
@@ -387,16 +462,20 @@ def folder_for(out: str, train: TrainConfig) -> str:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The run settings of ``lossbench run``; without --epochs / --lr, the protocol's own (``TrainConfig``)."""
+    if args.freeze_encoder and args.train_layers not in (None, 0):
+        raise ValueError(
+            f"--freeze-encoder is --train-layers 0 (the head only); --train-layers {args.train_layers} fine-tunes "
+            "encoder layers: give one."
+        )
+    train_layers = 0 if args.freeze_encoder else args.train_layers
+    layers = {None: DEFAULTS.train_layers, ALL_LAYERS: None}.get(train_layers, train_layers)
     selecting = args.select_checkpoint
     if selecting is None:
-        selecting = (PROBE_DEFAULTS if args.freeze_encoder else FINE_TUNE_DEFAULTS)["select_checkpoint"]
+        selecting = (HEAD_ONLY_DEFAULTS if layers == 0 else FINE_TUNE_DEFAULTS)["select_checkpoint"]
     if args.patience and not selecting:
         raise ValueError(f"--patience {args.patience} needs --select-checkpoint (it stops on validation scores).")
-    if args.train_layers is not None and args.freeze_encoder:
-        raise ValueError("--train-layers applies to fine-tuning; --freeze-encoder is the linear probe: give one.")
-    layers = {None: DEFAULTS.train_layers, ALL_LAYERS: None}.get(args.train_layers, args.train_layers)
-    if args.length_grouped and layers is not None and not args.freeze_encoder:
-        given = f"--train-layers {args.train_layers}" if args.train_layers is not None else "the default depth"
+    if args.length_grouped and layers is not None:
+        given = f"--train-layers {train_layers}" if train_layers is not None else "the default depth"
         raise ValueError(
             f"--length-grouping groups full fine-tuning's batches; {given} trains top layers on cached states, which "
             "are not grouped by length: add --train-layers all, or drop --length-grouping."
@@ -410,11 +489,11 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         max_length=args.max_length,
         precision=args.precision,
         length_grouped=args.length_grouped,
-        freeze_encoder=args.freeze_encoder,
         train_layers=layers,
         select_checkpoint=selecting,
         eval_steps=args.eval_steps if selecting else 0,  # else only learning curves: not a setting
         patience=args.patience,
+        trainer_args=args.trainer_args,
     )
 
 
@@ -502,6 +581,34 @@ def check_train_layers(model_path: str, train_layers: int | None) -> None:
         raise ValueError(f"--train-layers {train_layers}: {error}") from None
 
 
+def check_trainer_settings(args: argparse.Namespace, runs: list[RunSpec]) -> list[RunSpec]:
+    """``--report-to`` checked against transformers' integrations and set on every run; with it or ``--trainer-arg``,
+    the first run's full ``TrainingArguments`` built and its optimizer looked up, so that a combination transformers
+    refuses (e.g. ``lr_scheduler_type=reduce_lr_on_plateau`` without validation) fails before any training."""
+    if not args.report_to and not args.trainer_args:
+        return runs
+    from bench.trackers import check_report_to
+
+    report_to = check_report_to(args.report_to or [])
+    runs = [replace(run, report_to=report_to) for run in runs]
+    from transformers import Trainer
+
+    from bench.fit import selection_eval_steps, training_arguments
+
+    spec = runs[0]
+    examples = spec.train.train_size or 1000
+    eval_steps = selection_eval_steps(spec, examples) if spec.train.select_checkpoint else args.eval_steps
+    given = " ".join(f"--trainer-arg {key}={value}" for key, value in args.trainer_args)
+    with tempfile.TemporaryDirectory(prefix="lossbench-check-") as scratch:
+        try:
+            Trainer.get_optimizer_cls_and_kwargs(
+                training_arguments(spec, scratch, train_examples=examples, eval_steps=eval_steps)
+            )
+        except (ValueError, ImportError, RuntimeError) as error:
+            raise ValueError(f"{given or '--report-to'}: transformers refuses these settings: {error}") from None
+    return runs
+
+
 def run_command(args: argparse.Namespace) -> int:
     check_seed_options(args)
     train = train_config(args)
@@ -511,6 +618,7 @@ def run_command(args: argparse.Namespace) -> int:
     model_path = check_model(args.model)
     check_max_length(model_path, args.max_length)
     check_train_layers(model_path, train.train_layers)
+    runs = check_trainer_settings(args, runs)
 
     from bench.compatibility import protocol_conflict, settings_conflicts
     from bench.report import write_report  # heavy imports only once every argument is known to be good
@@ -536,6 +644,8 @@ def run_command(args: argparse.Namespace) -> int:
         eval_steps=0 if train.select_checkpoint else args.eval_steps,  # else in the settings (TrainConfig)
         executor=executor,
     )
+    if args.config is not None:  # the matrix file's content goes with each invocation's record
+        run = with_note(run, args.config.record())
     count = len(runs)
     try:
         if args.seeds == AUTO:
@@ -559,6 +669,83 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune_command(args: argparse.Namespace) -> int:
+    """``lossbench tune``: the studies of every (task, loss) of the matrix (``bench.tuning``), then each loss at its
+    chosen configuration over --seeds into runs.csv, REPORT.md and TUNING.md."""
+    refused = {"--config": args.config, "--seeds auto": args.seeds == AUTO}
+    given = [flag for flag, value in refused.items() if value not in (None, False)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} applies to lossbench run only; give tune its options on the command line."
+        )
+    if args.lr is not None:
+        raise ValueError(f"--lr {args.lr:g}: tune searches the learning rate (docs/tuning.md); drop --lr.")
+    train = train_config(args)
+    if not train.select_checkpoint:
+        raise ValueError("tune scores each trial by its best validation checkpoint: drop --no-select-checkpoint.")
+    runs, skipped = plan_matrix(args, train)
+    check_out_dir(args.out)
+    executor = make_executor(args)
+    if args.executor == "ray":
+        raise ValueError("--executor ray: tune's studies share one SQLite file on this machine; use --workers N.")
+    model_path = check_model(args.model)
+    check_max_length(model_path, args.max_length)
+    check_train_layers(model_path, train.train_layers)
+    runs = check_trainer_settings(args, runs)
+
+    from bench.compatibility import protocol_conflict, settings_conflicts
+    from bench.report import write_report
+    from bench.runner import run_matrix
+    from bench.tuning import final_runs, storage_url, tune_all
+    from bench.tuning_report import write_tuning_report
+
+    tuned = replace(train, tuning_trials=args.trials)
+    mixed = protocol_conflict(args.out, train)
+    conflicts = settings_conflicts(args.out, tuned)
+    if mixed or (conflicts and not args.force):
+        why = mixed or f"{args.out} holds finished runs with other settings ({'; '.join(conflicts)})"
+        raise ValueError(f"{why}. Use --out {folder_for(args.out, tuned)} for these runs.")
+    started = time.perf_counter()
+    try:
+        studies = tune_all(runs, args.out, trials=args.trials, trial_seed=args.trial_seed, executor=executor)
+        seeds = sorted({spec.seed for spec in runs})
+        finals, missing = final_runs(studies, seeds)
+        for line in missing:
+            print(f"no final runs for {line}", file=sys.stderr)
+        failed = run_matrix(
+            finals,
+            skipped,
+            args.out,
+            retry_failed=args.retry_failed,
+            rerun=args.rerun,
+            quiet=args.quiet,
+            executor=executor,
+            note={"tuning_trials": args.trials},
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. Finished trials are saved in {storage_url(args.out)} and finished runs in "
+            f"{args.out}/runs.csv. Run the same command again to resume: only the missing trials and runs run.",
+            file=sys.stderr,
+        )
+        return 130
+    report, tuning = write_report(args.out), write_tuning_report(args.out)
+    print(
+        f"Wrote {report} and {tuning} in {time.perf_counter() - started:.0f} s wall time. "
+        f"The studies: optuna-dashboard {storage_url(args.out)}"
+    )
+    return 1 if failed or missing else 0
+
+
+def with_note(run: Callable[..., list], recorded: dict[str, Any]) -> Callable[..., list]:
+    """``run`` (``run_matrix``) with ``recorded`` added to the note of every invocation it logs."""
+
+    def noted(runs: list[RunSpec], skipped: list[dict[str, Any]], note: dict[str, Any] | None = None) -> list:
+        return run(runs, skipped, note={**recorded, **(note or {})})
+
+    return noted
+
+
 def run_auto_seeds(
     args: argparse.Namespace, first: list[RunSpec], skipped: list[dict[str, Any]], run: Callable[..., list]
 ) -> tuple[int, list[dict[str, Any]]]:
@@ -580,9 +767,27 @@ def run_auto_seeds(
     return result.runs, result.failed
 
 
+def compare_command(a: str, b: str, out: str | None) -> None:
+    from bench.compare import compare_folders, comparison_markdown
+
+    text = comparison_markdown(compare_folders(a, b))
+    print(text, end="")
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        print(f"Wrote {out}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if args.command == "run" and args.config is not None:  # the file's settings, then the command line's
+            args = args.config.parse(run_parser(parser), argv[argv.index("run") + 1 :])
+            args.command = "run"
+        if args.command == "compare":
+            compare_command(args.a, args.b, args.out)
+            return 0
         if args.command == "list":
             list_command(args.kind, args.json)
             return 0
@@ -591,6 +796,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"Wrote {write_report(args.out)}")
             return 0
+        if args.command == "tune":
+            return tune_command(args)
         return run_command(args)
     except (UnknownNameError, PluginImportError, ValueError, FileNotFoundError) as error:
         print(f"lossbench: error: {error}", file=sys.stderr)

@@ -22,15 +22,24 @@ def finished_runs(out_dir: str | Path) -> pd.DataFrame:
 
 def settings_conflicts(out_dir: str | Path, train: TrainConfig) -> list[str]:
     """Settings of the finished runs in ``out_dir`` that differ from ``train``: mixing them in one report would
-    compare losses trained differently (``--force`` allows it)."""
+    compare losses trained differently (``--force`` allows it).
+
+    Tuned runs (``lossbench tune``) may sit beside untuned ones: each tuned loss has the learning rate its tuning
+    chose, so the learning rate is compared among untuned runs only, and the tuning budget among tuned runs only
+    (``train`` is then the tuning's base settings with its ``tuning_trials``)."""
     finished = finished_runs(out_dir)
     if finished.empty:
         return []
+    trials = finished["tuning_trials"] if "tuning_trials" in finished.columns else pd.Series(0, index=finished.index)
+    tuned = pd.to_numeric(trials, errors="coerce").fillna(0) > 0
+    compared = {"learning_rate": finished[~tuned] if not train.tuned else finished.iloc[0:0]}
+    compared["tuning_trials"] = finished[tuned] if train.tuned else finished.iloc[0:0]
     conflicts = []
     for name, value in asdict(train).items():
-        if name not in finished.columns:
+        rows = compared.get(name, finished)
+        if name not in rows.columns or rows.empty:
             continue
-        column = finished[name]
+        column = rows[name]
         found = {"None"} if column.isna().all() else {str(v) for v in column.dropna().unique()}
         if found and not all(same_setting(text, value) for text in found):
             conflicts.append(f"{name}={', '.join(sorted(found))} there, {value} now")
@@ -38,8 +47,8 @@ def settings_conflicts(out_dir: str | Path, train: TrainConfig) -> list[str]:
 
 
 def protocol_conflict(out_dir: str | Path, train: TrainConfig) -> str | None:
-    """Why ``train``'s runs cannot join the finished runs in ``out_dir``: another protocol (fine-tuning vs a linear
-    probe) gives numbers that are not comparable, and a report would pool them. None when they can."""
+    """Why ``train``'s runs cannot join the finished runs in ``out_dir``: another protocol (fine-tuning vs a head on
+    the frozen encoder) gives numbers that are not comparable, and a report would pool them. None when they can."""
     others = sorted(set(run_protocols(finished_runs(out_dir))) - {train.protocol})
     if not others:
         return None

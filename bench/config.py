@@ -11,19 +11,21 @@ from typing import Any
 
 from bench.models import DEFAULT_MODEL
 from bench.taskspec import TaskSpec
+from bench.trainer_args import AS_SETTINGS, EMPTY, canonical, encode, slug_tag
 
 PRECISIONS = ("auto", "bf16", "fp32")
+TUNED_SUFFIX = " (tuned)"  # a tuned run's loss as rows and reports name it (``focal (tuned)``): never pooled with focal
 MIN_MAX_LENGTH = 8  # tokens: room for [CLS], [SEP] and a few words
-FINE_TUNE, LINEAR_PROBE = "fine-tune", "frozen-encoder (linear probe)"  # the protocols, as rows and reports name them
-# Each protocol's epochs and learning rate, used where a TrainConfig leaves them out (None); fine-tuning: see below.
-# The linear probe: more steps and a larger rate than fine-tuning, but not many more, since on 450 examples it overfits
-# (vader_movies validation Pearson 0.63 at 5 epochs, 0.58 at 20). The best mean validation score over rt_polarity, trec
-# and vader_movies, 3 seeds, among 3-40 epochs and rates 1e-3-3e-2 (measured).
-# Fine-tuning: chosen by the protocol study (`make protocol`, results/PROTOCOL.md): the top layer (DEFAULT_TRAIN_LAYERS)
-# trained at 1e-3 for one epoch of 2000 examples (125 steps), the best of 4 validation checkpoints.
+# The protocols, as rows and reports name them: fine-tuning (some or all layers), or only the head on a frozen encoder
+# (``train_layers=0``). Their results are never pooled in one report.
+FINE_TUNE, FROZEN_ENCODER = "fine-tune", "frozen encoder (head only)"
+# Each depth's epochs, learning rate and checkpoint selection, used where a TrainConfig leaves them out (None), both
+# chosen by the protocol study (`make protocol`, results/PROTOCOL.md). Fine-tuning: the top layer (DEFAULT_TRAIN_LAYERS)
+# trained at 1e-3 for one epoch of 2000 examples (125 steps), the best of 4 validation checkpoints. The head alone
+# (train_layers=0) costs a few seconds a run and learns slower: more epochs at a larger rate.
 FINE_TUNE_DEFAULTS = {"epochs": 1.0, "learning_rate": 1e-3, "select_checkpoint": True, "patience": 4}
-PROBE_DEFAULTS = {"epochs": 5.0, "learning_rate": 1e-2, "select_checkpoint": False, "patience": 0}
-DEFAULT_TRAIN_LAYERS: int | None = 1  # fine-tuning's depth (None: every layer); the probe trains no encoder layer
+HEAD_ONLY_DEFAULTS = {"epochs": 5.0, "learning_rate": 1e-2, "select_checkpoint": True, "patience": 4}
+DEFAULT_TRAIN_LAYERS: int | None = 1  # fine-tuning's depth: the top layer (None: every layer; 0: the head only)
 DEFAULT_TRAIN_SIZE = 2000
 
 
@@ -35,19 +37,17 @@ class TrainConfig:
     transformer layer and the head (``train_layers=1``) on cached states of the frozen layers below, on 2000 training
     examples for one epoch (125 steps of 16) at 1e-3, score the validation split 4 times and keep the best weights
     (``select_checkpoint``), which score the test split. That keeps `make bench` (144 runs) near 30 min in fp32 on 2
-    cores; ``train_layers=None`` fine-tunes every layer.
-    ``freeze_encoder`` switches the protocol from fine-tuning to a linear probe on the frozen encoder's cached
-    features (``bench.probe``), which wants other epochs and learning rate and no checkpoint selection: ``epochs``,
-    ``learning_rate``, ``select_checkpoint`` and ``patience`` left at None become the protocol's
-    (``FINE_TUNE_DEFAULTS``, ``PROBE_DEFAULTS``) when the config is made, so a config always holds, and its run's
-    identity names, the values used (``replace(config, freeze_encoder=True)`` keeps the resolved fine-tuning values;
-    add ``epochs=None, learning_rate=None, select_checkpoint=None, patience=None`` for the probe's). The probe trains
-    no encoder layer: ``train_layers`` at its default becomes None with ``freeze_encoder``.
+    cores; ``train_layers=None`` fine-tunes every layer, ``train_layers=0`` trains only the head on the frozen
+    encoder's cached last-layer states (the frozen-encoder protocol, which wants more epochs at a larger rate).
+    ``epochs``, ``learning_rate``, ``select_checkpoint`` and ``patience`` left at None become the depth's defaults
+    (``FINE_TUNE_DEFAULTS``, ``HEAD_ONLY_DEFAULTS``) when the config is made, so a config always holds, and its run's
+    identity names, the values used (``replace(config, train_layers=0)`` keeps the resolved fine-tuning values; add
+    ``epochs=None, learning_rate=None, select_checkpoint=None, patience=None`` for the head-only ones).
     """
 
     model: str = DEFAULT_MODEL
     train_size: int | None = DEFAULT_TRAIN_SIZE
-    epochs: float | None = None  # None: the protocol's default (FINE_TUNE_DEFAULTS, PROBE_DEFAULTS)
+    epochs: float | None = None  # None: the protocol's default (FINE_TUNE_DEFAULTS, HEAD_ONLY_DEFAULTS)
     learning_rate: float | None = None  # None: the protocol's default
     batch_size: int = 16
     max_length: int = 128
@@ -58,17 +58,28 @@ class TrainConfig:
     # default: where length goes with the label (sms_spam: spam is long) its batches are nearly one class each, and
     # mean scores fell (rt_polarity -0.012, sms_spam -0.015 over 39 / 23 paired runs; measured, see PERF.md).
     length_grouped: bool = False
-    freeze_encoder: bool = False  # train only a linear head on the frozen encoder's features: another protocol
     # Opt-in settings (bench.depth, bench.checkpoint); at their defaults they leave a run, and its run_id, as before.
     train_layers: int | None = DEFAULT_TRAIN_LAYERS  # fine-tune the top K layers and the head on cached lower-layer
-    # states; None: all
+    # states; None: all; 0: the head only, on the frozen encoder (another protocol)
     select_checkpoint: bool | None = None  # keep the best validation checkpoint (in memory), which scores the test
     # split; None: the protocol's default
     eval_steps: int = 0  # with select_checkpoint: validation every N steps; 0: about 4 times per epoch
     patience: int | None = None  # with select_checkpoint: stop after this many evaluations without improvement (0:
     # never); None: the protocol's default with select_checkpoint, else 0
+    # --trainer-arg: other TrainingArguments fields, as a JSON object with sorted keys (a mapping or (key, value)
+    # pairs are checked and put in this form; bench.trainer_args)
+    trainer_args: str = EMPTY
+    # lossbench tune: the trials each loss's tuning spent (0: untuned); the learning rate and loss parameters of a
+    # tuned run are the ones its tuning chose (bench.tuning)
+    tuning_trials: int = 0
 
     def __post_init__(self) -> None:
+        if self.trainer_args != EMPTY:
+            parsed = canonical(self.trainer_args)
+            for key, setting in AS_SETTINGS.items():  # a field TrainConfig holds becomes that setting
+                if key in parsed and (key != "warmup_steps" or parsed[key] < 1):
+                    object.__setattr__(self, setting, parsed.pop(key))
+            object.__setattr__(self, "trainer_args", encode(parsed))
         if self.precision not in PRECISIONS:
             raise ValueError(f"Invalid precision={self.precision!r}; valid choices: {', '.join(PRECISIONS)}")
         if self.precision == "auto":
@@ -76,14 +87,12 @@ class TrainConfig:
 
             # Resolved here, so that the run's identity and its CSV row name the precision actually used.
             object.__setattr__(self, "precision", "bf16" if bf16_supported() else "fp32")
-        defaults = PROBE_DEFAULTS if self.freeze_encoder else FINE_TUNE_DEFAULTS
+        defaults = HEAD_ONLY_DEFAULTS if self.train_layers == 0 else FINE_TUNE_DEFAULTS
         for name in ("epochs", "learning_rate", "select_checkpoint"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, defaults[name])
         if self.patience is None:
             object.__setattr__(self, "patience", defaults["patience"] if self.select_checkpoint else 0)
-        if self.freeze_encoder and self.train_layers == DEFAULT_TRAIN_LAYERS:
-            object.__setattr__(self, "train_layers", None)  # the probe trains no encoder layer: no depth to name
         checks = {  # name: (whether the value is valid, the valid range in words)
             "train_size": (self.train_size is None or self.train_size >= 1, "an integer >= 1, or None for all"),
             "epochs": (0 < self.epochs < math.inf, "a finite number > 0"),
@@ -102,6 +111,7 @@ class TrainConfig:
                 "an integer >= 0 (at most the model's layers), or None for all",
             ),
             "eval_steps": (self.eval_steps >= 0, "an integer >= 0"),
+            "tuning_trials": (self.tuning_trials >= 0, "an integer >= 0"),
             "patience": (self.patience >= 0, "an integer >= 0"),
         }
         for name, (ok, valid) in checks.items():
@@ -109,8 +119,8 @@ class TrainConfig:
                 raise ValueError(f"Invalid {name}={getattr(self, name)!r}: must be {valid}")
         combinations = {  # a setting that needs (or excludes) another: (whether it is fine, the rule in words)
             "train_layers": (
-                self.train_layers is None or not (self.freeze_encoder or self.length_grouped),
-                "applies to fine-tuning without length grouping (not with freeze_encoder or length_grouped)",
+                self.train_layers is None or not self.length_grouped,
+                "trains on cached states, which are not grouped by length (not with length_grouped)",
             ),
             "eval_steps": (self.select_checkpoint or not self.eval_steps, "needs select_checkpoint"),
             "patience": (self.select_checkpoint or not self.patience, "needs select_checkpoint"),
@@ -121,15 +131,21 @@ class TrainConfig:
 
     @property
     def protocol(self) -> str:
-        """``fine-tune`` or ``frozen-encoder (linear probe)``: runs of different protocols are never compared."""
-        return LINEAR_PROBE if self.freeze_encoder else FINE_TUNE
+        """``fine-tune``, or ``frozen encoder (head only)`` for ``train_layers=0``: runs of different protocols are
+        never compared."""
+        return FROZEN_ENCODER if self.train_layers == 0 else FINE_TUNE
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the run's learning rate and loss parameters were chosen by ``lossbench tune``."""
+        return self.tuning_trials > 0
 
     @property
     def slug(self) -> str:
         """A folder name for the results of these settings: protocol, training examples, epochs, learning rate and
         precision, then every other setting that differs from its default (``finetune-450ex-1ep-lr2e-4-bf16``)."""
         size = "all" if self.train_size is None else str(self.train_size)
-        parts = ["probe" if self.freeze_encoder else "finetune", f"{size}ex", f"{self.epochs:g}ep"]
+        parts = ["finetune", f"{size}ex", f"{self.epochs:g}ep"]
         parts += [f"lr{_short_float(self.learning_rate)}", self.precision]
         for name, tag in _SLUG_TAGS.items():
             value = getattr(self, name)
@@ -156,6 +172,8 @@ _SLUG_TAGS = {
     "select_checkpoint": lambda selected: "best",
     "eval_steps": lambda steps: f"eval{steps}",
     "patience": lambda patience: f"patience{patience}",
+    "trainer_args": slug_tag,
+    "tuning_trials": lambda trials: f"tuned{trials}",
 }
 # The value each setting a slug names had before any default changed: fixed, so that changing a default renames no
 # folder (a slug names what differs from these, whatever today's defaults are).
@@ -170,11 +188,16 @@ ORIGINAL_SETTINGS = {
     "select_checkpoint": False,
     "eval_steps": 0,
     "patience": 0,
+    "trainer_args": EMPTY,
+    "tuning_trials": 0,
 }
 # Settings added after runs were published: a run's identity names them only when they differ from the value every
 # run had before they existed (``ORIGINAL_SETTINGS``), so the runs made before them keep their run_ids, and changing
 # their defaults changes no run_id.
-OPT_IN_SETTINGS = ("train_layers", "select_checkpoint", "eval_steps", "patience")
+OPT_IN_SETTINGS = ("train_layers", "select_checkpoint", "eval_steps", "patience", "trainer_args", "tuning_trials")
+# Settings that no longer exist, with the value every run made before their removal had: identities keep naming it,
+# so those runs keep their run_ids. ``freeze_encoder`` became ``train_layers=0`` (one code path, ``bench.depth``).
+RETIRED_SETTINGS = {"freeze_encoder": False}
 
 
 @dataclass(frozen=True)
@@ -188,6 +211,8 @@ class RunSpec:
     seed: int
     train: TrainConfig
     loss_params: dict[str, Any] = field(default_factory=dict)
+    # --report-to: the experiment trackers the run logs to (bench.trackers); not in its identity: it changes no number
+    report_to: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.task, str):
@@ -196,7 +221,7 @@ class RunSpec:
     def identity(self) -> dict[str, Any]:
         """Everything that defines the run's result (the opt-in settings only where they differ from their original
         value)."""
-        settings = asdict(self.train)
+        settings = {**RETIRED_SETTINGS, **asdict(self.train)}
         for name in OPT_IN_SETTINGS:
             if settings[name] == ORIGINAL_SETTINGS[name]:
                 del settings[name]

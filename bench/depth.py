@@ -201,7 +201,7 @@ def collate_states(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 
 # The cache of lower-layer states: per (task, model, max_length, K, precision, token ids), in this process's memory and
-# on disk beside the probe's features (``bench.cache``).
+# on disk (``bench.cache``).
 STATES_DIR = "states"
 _STATES: dict[tuple, dict[str, PackedStates]] = {}  # this process's states: settings -> split -> states
 

@@ -22,14 +22,20 @@ from bench.splits import label_stats, tokenized_splits, tokenizer, training_spli
 ROW = "states_row"  # the training split's row index, carried through the subset and stressor draws
 
 
-def run_finetune(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_compile: bool = False) -> dict[str, Any]:
+def run_finetune(
+    spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_compile: bool = False, validation_only: bool = False
+) -> dict[str, Any]:
     """Fine-tune one (task, loss, seed) and evaluate on the test split; returns the finished row.
 
     ``eval_steps > 0`` also evaluates the validation split every that many steps, for learning curves (it logs
     ``eval_<metric>`` entries in the run's log history and does not change the training itself).
+    ``validation_only`` (a tuning trial): scored on the validation split alone, the test split never read
+    (``bench.fit.train_and_record``).
     """
     if spec.train.train_layers is not None:
-        return run_top_layers(spec, out_dir, eval_steps=eval_steps, torch_compile=torch_compile)
+        return run_top_layers(
+            spec, out_dir, eval_steps=eval_steps, torch_compile=torch_compile, validation_only=validation_only
+        )
     started = time.perf_counter()
     meta = TASKS.get(spec.task.base).metadata
     loss = LOSSES.get(spec.loss)(**spec.loss_params)
@@ -57,6 +63,7 @@ def run_finetune(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_com
         started=started,
         eval_steps=eval_steps,
         torch_compile=torch_compile,
+        validation_only=validation_only,
     )
 
 
@@ -70,7 +77,9 @@ def pretrained_model(model_path: str, outputs: int, problem_type: str) -> transf
     )
 
 
-def run_top_layers(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_compile: bool = False) -> dict[str, Any]:
+def run_top_layers(
+    spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_compile: bool = False, validation_only: bool = False
+) -> dict[str, Any]:
     """Fine-tune the top ``train_layers`` layers and the head on the cached states of the frozen part below them;
     returns the row, with the same columns and run files as a full fine-tune plus ``states_seconds`` (encoding time,
     0 when the states were cached). The training subset and stressors are drawn exactly as for a full fine-tune (a row
@@ -89,14 +98,14 @@ def run_top_layers(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_c
     del model  # the frozen part lives on only as the cached states
 
     indexed = datasets.DatasetDict({**splits, "train": splits["train"].add_column(ROW, range(len(splits["train"])))})
-    train, _ = training_split(spec, model_path, indexed)
+    train, indexed = training_split(spec, model_path, indexed)  # validation labels flipped under val_noise
     labels = label_stats(train, meta)
     if loss.needs_class_counts:
         loss.set_class_counts(labels.class_counts)
     picked = train.select_columns([ROW, "label"]).with_format("numpy")[:]
     data = {"train": StatesDataset(states["train"], picked["label"], indices=picked[ROW])}
     for name in ("validation", "test"):
-        data[name] = StatesDataset(states[name], np.asarray(splits[name].with_format("numpy")["label"]))
+        data[name] = StatesDataset(states[name], np.asarray(indexed[name].with_format("numpy")["label"]))
     row = fit(
         spec,
         top,
@@ -110,5 +119,6 @@ def run_top_layers(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_c
         length_grouped=False,  # the config refuses length grouping with train_layers
         eval_steps=eval_steps,
         torch_compile=torch_compile,
+        validation_only=validation_only,
     )
     return {**row, "states_seconds": states_seconds}

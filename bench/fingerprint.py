@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent  # the folder that holds bench/, losses/ and tasks/
 # The code that computes a run, relative to ROOT (glob patterns allowed): data preparation (data, splits, stressors),
-# the fit step and the trainer, checkpoint selection, the two protocols and fine-tuning depth (its states cache),
+# the fit step and the trainer, checkpoint selection, fine-tuning at every depth (its states cache),
 # metrics, model loading, the plug-in API and the adapters.
 # Orchestration that does not change a number (the driver, matrix, rows, executors, results, report, CLI) is left
 # out, so editing it keeps results current.
@@ -59,7 +59,6 @@ CORE_CODE = (
     "bench/metrics.py",
     "bench/models.py",
     "bench/plugins.py",
-    "bench/probe.py",
     "bench/splits.py",
     "bench/stressors.py",
     "bench/trainer.py",

@@ -22,10 +22,11 @@ from bench.checkpoint import BestCheckpoint
 from bench.collapse import collapse_columns
 from bench.config import RunSpec
 from bench.environment import PeakMemory
-from bench.metrics import compute_metrics
+from bench.metrics import compute_metrics, temperature_metrics
 from bench.results import LOG_HISTORY_FILE, PREDICTIONS_FILE, RUNS_DIR
 from bench.rows import finished_row
 from bench.splits import LabelStats
+from bench.trackers import run_name, tracking
 from bench.trainer import LossTrainer
 
 MAX_LOGGING_STEPS = 10  # the training loss is logged every 10 steps, or more often in short runs (logging_steps)
@@ -40,6 +41,16 @@ def logging_steps(train_examples: int, batch_size: int, epochs: float) -> int:
     return min(MAX_LOGGING_STEPS, max(1, total_steps // 10))
 
 
+def trainer_args(spec: RunSpec) -> dict[str, Any]:
+    """The run's ``--trainer-arg`` TrainingArguments fields (``TrainConfig.trainer_args``)."""
+    return json.loads(spec.train.trainer_args)
+
+
+def step_batch_size(spec: RunSpec) -> int:
+    """Examples per optimizer step: the batch size times the gradient accumulation steps of ``--trainer-arg``."""
+    return spec.train.batch_size * trainer_args(spec).get("gradient_accumulation_steps", 1)
+
+
 def training_arguments(
     spec: RunSpec,
     output_dir: str,
@@ -50,12 +61,13 @@ def training_arguments(
     torch_compile: bool = False,
 ) -> TrainingArguments:
     """The Trainer settings of a run on ``train_examples`` examples: its TrainConfig, no checkpoints, no progress
-    bars, bf16 autocast if asked, the training loss logged at least once (``logging_steps``).
+    bars, bf16 autocast if asked, the training loss logged at least once (``logging_steps``), the trackers of
+    ``--report-to`` with the run's name, then the config's ``--trainer-arg`` fields over lossbench's values.
 
     ``length_grouped`` None follows the config; ``torch_compile`` compiles the model (``make perf`` times it).
     """
     grouped = spec.train.length_grouped if length_grouped is None else length_grouped
-    return TrainingArguments(
+    settings = dict(
         output_dir=output_dir,
         num_train_epochs=spec.train.epochs,
         learning_rate=spec.train.learning_rate,
@@ -71,13 +83,15 @@ def training_arguments(
         save_strategy="no",
         eval_strategy="steps" if eval_steps > 0 else "no",
         eval_steps=eval_steps if eval_steps > 0 else None,
-        logging_steps=logging_steps(train_examples, spec.train.batch_size, spec.train.epochs),
-        report_to="none",
+        logging_steps=logging_steps(train_examples, step_batch_size(spec), spec.train.epochs),
+        report_to=list(spec.report_to) or "none",
+        run_name=run_name(spec),
         disable_tqdm=True,
         use_cpu=not transformers.utils.is_torch_cuda_available(),
         bf16=spec.train.precision == "bf16",  # autocast; the losses compute in float32 (bench.api.loss.upcast)
         torch_compile=torch_compile,
     )
+    return TrainingArguments(**{**settings, **trainer_args(spec)})
 
 
 def selection_eval_steps(spec: RunSpec, train_examples: int) -> int:
@@ -85,7 +99,7 @@ def selection_eval_steps(spec: RunSpec, train_examples: int) -> int:
     ``EVALUATIONS_PER_EPOCH`` times per epoch when it is 0."""
     if spec.train.eval_steps:
         return spec.train.eval_steps
-    return max(1, math.ceil(math.ceil(train_examples / spec.train.batch_size) / EVALUATIONS_PER_EPOCH))
+    return max(1, math.ceil(math.ceil(train_examples / step_batch_size(spec)) / EVALUATIONS_PER_EPOCH))
 
 
 def validation_scorer(meta: TaskMetadata, class_counts: list[int] | None, eval_steps: int) -> Callable | None:
@@ -110,6 +124,7 @@ def fit(
     length_grouped: bool | None = None,
     eval_steps: int = 0,
     torch_compile: bool = False,
+    validation_only: bool = False,
 ) -> dict[str, Any]:
     """The fit step: the shared ``LossTrainer`` trains ``model`` on ``data['train']`` under ``loss`` (scoring
     ``data['validation']`` every ``eval_steps`` steps when > 0), then ``train_and_record``. ``labels`` describe the
@@ -117,7 +132,8 @@ def fit(
 
     With ``select_checkpoint`` the validation split is scored every ``selection_eval_steps`` steps (overriding
     ``eval_steps``) and ``BestCheckpoint`` keeps the best weights by the task's main metric (``train_and_record``
-    scores the test split with them)."""
+    scores the test split with them). ``validation_only`` (a tuning trial, ``bench.tuning``) never reads the test
+    split: see ``train_and_record``."""
     selector = None
     if spec.train.select_checkpoint:
         eval_steps = selection_eval_steps(spec, len(data["train"]))
@@ -144,9 +160,21 @@ def fit(
             loss=loss,
             callbacks=[selector] if selector else None,
         )
-        return train_and_record(
-            spec, trainer, data, out_dir, meta=meta, labels=labels, started=started, selector=selector
-        )
+        with tracking(spec, trainer, out_dir / RUNS_DIR / spec.run_id) as tracker:
+            row = train_and_record(
+                spec,
+                trainer,
+                data,
+                out_dir,
+                meta=meta,
+                labels=labels,
+                started=started,
+                selector=selector,
+                validation_only=validation_only,
+            )
+            if tracker is not None:
+                tracker.log_results(row)
+        return row
 
 
 def train_and_record(
@@ -159,6 +187,7 @@ def train_and_record(
     labels: LabelStats,
     started: float,
     selector: BestCheckpoint | None = None,
+    validation_only: bool = False,
 ) -> dict[str, Any]:
     """Train, predict the test split, write the log history and test predictions under ``out_dir/runs/<run_id>/``
     and return the finished row.
@@ -166,7 +195,15 @@ def train_and_record(
     With a ``selector`` (checkpoint selection): the validation split is scored once more at the last step if that
     step was not scored; the test split is then scored with the last weights (``test_last_<metric>``), the selected
     weights are restored, and the test split is scored again (``test_<metric>``, the saved predictions). The test
-    split plays no part in the choice."""
+    split plays no part in the choice. A classification run then scores the validation split once with the weights
+    that scored the test split, fits a temperature on it and records ``test_ece_ts``, ``test_nll_ts`` and
+    ``temperature`` (``bench.metrics.temperature_metrics``).
+
+    ``validation_only`` (a tuning trial; needs a ``selector``): the test split is never read; the row has the best
+    validation score (``validation_<metric>``) and every evaluation (``validation_evaluations``, JSON of [step,
+    value] pairs) instead of test results, and nothing is written under ``out_dir``."""
+    if validation_only and selector is None:
+        raise ValueError("validation_only needs checkpoint selection (select_checkpoint): it scores validation")
     trainer.remove_callback(PrinterCallback)  # one concise line per run is printed by the matrix instead
     with PeakMemory() as memory:
         train_metrics = trainer.train().metrics
@@ -174,6 +211,22 @@ def train_and_record(
             not selector.evaluations or selector.evaluations[-1][0] != trainer.state.global_step
         ):
             trainer.evaluate()  # BestCheckpoint sees it (on_evaluate)
+    if validation_only:
+        return finished_row(
+            spec,
+            meta,
+            {
+                "train_examples": len(data["train"]),
+                f"validation_{meta.main_metric}": selector.best_value,
+                "validation_evaluations": json.dumps(selector.evaluations),
+                "best_step": selector.best_step,
+                "evaluations": len(selector.evaluations),
+                "stopped_early": selector.stopped_early,
+                "train_loss": train_metrics["train_loss"],
+                "train_seconds": train_metrics["train_runtime"],
+                "wall_seconds": time.perf_counter() - started,
+            },
+        )
     trainer.compute_metrics = None  # the test split is scored below, never by the validation scorer
     class_counts = labels.class_counts
     eval_started = time.perf_counter()
@@ -195,6 +248,12 @@ def train_and_record(
         }
     if prediction is None:
         prediction = trainer.predict(data["test"])
+    scaled: dict[str, Any] = {}
+    if meta.problem_type == "classification":  # temperature scaling on one validation pass of the same weights
+        validation = trainer.predict(data["validation"])
+        scaled = temperature_metrics(
+            prediction.predictions, prediction.label_ids, validation.predictions, validation.label_ids
+        )
     eval_seconds = time.perf_counter() - eval_started
 
     run_dir = out_dir / RUNS_DIR / spec.run_id
@@ -216,6 +275,8 @@ def train_and_record(
             "train_class_counts": json.dumps(class_counts) if class_counts is not None else None,
             "test_examples": len(data["test"]),
             **{f"test_{name}": value for name, value in test_metrics.items()},
+            **{f"test_{name}": value for name, value in scaled.items() if name != "temperature"},
+            "temperature": scaled.get("temperature"),
             **collapse_columns(
                 meta,
                 test_metrics,

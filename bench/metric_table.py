@@ -118,6 +118,23 @@ _TABLE = (
         low=0.0,
         description="negative log-likelihood of the true class, −log p_y: a proper scoring rule too.",
     ),
+    Metric(
+        "ece_ts",
+        CLASSIFICATION,
+        higher_is_better=False,
+        low=0.0,
+        high=1.0,
+        description="ECE (15 bins) after temperature scaling: the test logits divided by the one temperature that "
+        "minimises the NLL of the same weights' validation predictions (Guo et al. 2017). The post-hoc reference a "
+        "loss's own `ece` is compared with; the run's row records the temperature (`temperature`).",
+    ),
+    Metric(
+        "nll_ts",
+        CLASSIFICATION,
+        higher_is_better=False,
+        low=0.0,
+        description="NLL of the true class after the same temperature scaling.",
+    ),
     # regression
     Metric(
         "pearson",

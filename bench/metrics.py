@@ -10,11 +10,13 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
+from scipy import optimize, special
 
 MODULES_DIR = Path(__file__).parent / "evaluate_metrics"
 MODULE_BY_PROBLEM_TYPE = {"classification": "classification_metrics", "regression": "regression_metrics"}
 ECE_BINS = 15  # also stated in bench.metric_table's description of ece (a test checks it)
 DENSITY_BINS = 20  # also stated in its description of mae_rare
+LOG_TEMPERATURE_BOUNDS = (-7.0, 7.0)  # temperature scaling searches T in [e^-7, e^7], about [0.001, 1100]
 
 
 @cache
@@ -35,7 +37,8 @@ def compute_metrics(
 ) -> dict[str, float]:
     """The task's metrics (local evaluate module) plus calibration / per-class or R^2 / target-region metrics.
 
-    ``class_counts`` (training split) picks the rarest class; without it, the rarest class of ``labels``.
+    ``class_counts`` (training split) picks the rarest class; without it, the rarest class of ``labels``. The
+    metrics after temperature scaling need the validation split too: ``temperature_metrics``.
     """
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels)
@@ -89,6 +92,46 @@ def probability_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, flo
         "ece": expected_calibration_error(probabilities, labels),
         "brier": float(((probabilities - one_hot) ** 2).sum(axis=-1).mean()),
         "nll": float(-log_p_y.mean()),
+    }
+
+
+def mean_nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    """-mean log softmax(logits)_y, computed stably for any finite logits."""
+    log_p = special.log_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
+    return float(-log_p[np.arange(len(labels)), np.asarray(labels)].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    r"""The temperature T > 0 minimising the NLL of softmax(logits / T) on (validation) ``logits`` and ``labels``.
+
+    One scalar, so the search is a bounded Brent search on log T (scipy's ``minimize_scalar``), in
+    ``LOG_TEMPERATURE_BOUNDS``; T scales confidence but never changes the predicted class. T = 1 for logits that are
+    already calibrated, T > 1 for over-confident ones. Reference: Guo et al., On Calibration of Modern Neural
+    Networks, ICML 2017 (temperature scaling, fitted on the validation split).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+    result = optimize.minimize_scalar(
+        lambda log_t: mean_nll(logits / np.exp(log_t), labels),
+        bounds=LOG_TEMPERATURE_BOUNDS,
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(np.exp(result.x))
+
+
+def temperature_metrics(
+    logits: np.ndarray, labels: np.ndarray, validation_logits: np.ndarray, validation_labels: np.ndarray
+) -> dict[str, float]:
+    """``ece_ts`` and ``nll_ts`` (classification): the test ``logits``' ECE and NLL after dividing them by the
+    temperature fitted on the same weights' validation logits (``fit_temperature``), and that ``temperature`` (not a
+    metric: the run's row records it as ``temperature``)."""
+    temperature = fit_temperature(validation_logits, validation_labels)
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    return {
+        "ece_ts": expected_calibration_error(softmax(scaled), np.asarray(labels)),
+        "nll_ts": mean_nll(scaled, labels),
+        "temperature": temperature,
     }
 
 

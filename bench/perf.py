@@ -25,17 +25,17 @@ import transformers
 from torch import nn
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
-from bench.config import FINE_TUNE, PROBE_DEFAULTS, RunSpec, TrainConfig
+from bench.config import FINE_TUNE, HEAD_ONLY_DEFAULTS, RunSpec, TrainConfig
 from bench.environment import git_commit, hardware
 from bench.fit import training_arguments
 from bench.matrix import build_matrix
-from bench.study import PREVIOUS_DEFAULT
 from bench.models import resolve_model
 from bench.plugins import get_task
 from bench.results import ResultsStore
 from bench.runner import run_one
 from bench.splits import tokenizer, training_split
 from bench.status import Status
+from bench.study import PREVIOUS_DEFAULT
 
 TASK, LOSS = "rt_polarity", "cross_entropy"  # the pairing timed run by run
 TUTORIAL_MAX_LENGTH = 128
@@ -212,8 +212,9 @@ def matrix_rows(out_dir: Path, live: bool) -> list[tuple[str, str, str]]:
 
 
 def probe_rows(train: TrainConfig, repeats: int, fine_tune_total: float) -> list[tuple[str, str, str]]:
-    """The frozen-encoder protocol on the timed pairing: encoding the task once, then each run on cached features."""
-    spec = _spec(replace(train, freeze_encoder=True, **PROBE_DEFAULTS))
+    """The frozen-encoder protocol (``--train-layers 0``) on the timed pairing: encoding the task once, then each run
+    on cached states."""
+    spec = _spec(replace(train, train_layers=0, **HEAD_ONLY_DEFAULTS))
     with tempfile.TemporaryDirectory() as cache:
         previous = os.environ.get("LOSSBENCH_CACHE")
         os.environ["LOSSBENCH_CACHE"] = cache  # a cold cache: the first run encodes the task
@@ -226,7 +227,7 @@ def probe_rows(train: TrainConfig, repeats: int, fine_tune_total: float) -> list
     amortised = median(cached) + (first - median(cached)) / per_task
     return [
         ("first run (encodes the task's splits)", f"{first:.2f} s", ""),
-        ("each further run (cached features)", spread(cached), f"{fine_tune_total / median(cached):.0f}x faster"),
+        ("each further run (cached states)", spread(cached), f"{fine_tune_total / median(cached):.0f}x faster"),
         (
             f"per run, encoding shared by the {per_task} runs of {TASK} in the default matrix",
             f"{amortised:.2f} s",
@@ -416,7 +417,7 @@ Training FLOPs = 6 x {sum(p.numel() for p in model.base_model.encoder.parameters
 
 {table(("dtype", *(f"n={n}" for n in SHAPES)), peak_rows)}
 
-## Frozen-encoder protocol (`--freeze-encoder`, a linear probe: a different protocol, not comparable scores)
+## Frozen-encoder protocol (`--train-layers 0`, the head only: a different protocol, not comparable scores)
 {table(("what", "time", "vs fine-tuning"), probe)}
 
 ## Scaling

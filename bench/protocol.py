@@ -12,7 +12,15 @@ from pathlib import Path
 from bench.config import TrainConfig
 from bench.models import DEFAULT_MODEL
 from bench.registry import UnknownNameError
-from bench.study import CANDIDATES, PREVIOUS_DEFAULT, REFERENCE_SEEDS, STUDY_SEEDS, run_study, study_arms
+from bench.study import (
+    CANDIDATES,
+    HEAD_ONLY_CANDIDATES,
+    PREVIOUS_DEFAULT,
+    REFERENCE_SEEDS,
+    STUDY_SEEDS,
+    run_study,
+    study_arms,
+)
 
 DEFAULT_OUT = Path("results/protocol")
 
@@ -70,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra=[
                 replace(PREVIOUS_DEFAULT, precision=args.precision),
                 *(replace(candidate, precision=args.precision) for candidate in CANDIDATES),
+                *(replace(candidate, precision=args.precision) for candidate in HEAD_ONLY_CANDIDATES),
                 TrainConfig(precision=args.precision),
                 TrainConfig(precision="auto"),  # the default at bf16 where the CPU has it: its time, side by side
             ],

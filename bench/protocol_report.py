@@ -222,13 +222,9 @@ def _settings(arm: Arm) -> str:
     train = arm.train
     layers = "all" if train.train_layers is None else train.train_layers
     size = "all" if train.train_size is None else train.train_size
-    return (
-        f"--train-size {size} --epochs {train.epochs:g} --lr {train.learning_rate:g} --train-layers {layers} "
-        f"--select-checkpoint --patience {train.patience} --precision {train.precision}"
-        if train.select_checkpoint
-        else f"--train-size {size} --epochs {train.epochs:g} --lr {train.learning_rate:g} "
-        f"--train-layers {layers} --precision {train.precision}"
-    )
+    words = f"--train-size {size} --epochs {train.epochs:g} --lr {train.learning_rate:g} --train-layers {layers}"
+    selection = f" --select-checkpoint --patience {train.patience}" if train.select_checkpoint else ""
+    return f"{words}{selection} --precision {train.precision}"
 
 
 def _machines(arms: Sequence[Arm], out: Path) -> str:
@@ -292,6 +288,8 @@ def _label(arm: Arm, default_folder: str) -> str:
         return " (default)"
     if arm.train == TrainConfig(model=arm.train.model, precision=arm.train.precision):
         return f" (default, {arm.train.precision})"
+    if arm.train == TrainConfig(model=arm.train.model, precision=arm.train.precision, train_layers=0):
+        return " (default of --train-layers 0)"
     return " (previous default)" if arm.train == replace(PREVIOUS_DEFAULT, precision=arm.train.precision) else ""
 
 

@@ -129,3 +129,4 @@ class Registry(Generic[T]):
 
 LOSSES: Registry = Registry("loss", "losses", plural="losses")
 TASKS: Registry = Registry("task", "tasks")
+CARDS: Registry = Registry("finding card", "findings")  # bench.findings: claims checked against the literature

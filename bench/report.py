@@ -24,7 +24,7 @@ from bench.analysis import (
     reliability,
     report_protocol,  # noqa: F401 - the runs' one protocol, importable from here as before
 )
-from bench.config import FINE_TUNE, LINEAR_PROBE
+from bench.config import FINE_TUNE, FROZEN_ENCODER
 from bench.fingerprint import stale_rows
 from bench.metric_table import HEADLINE_METRICS, arrow, higher_is_better
 from bench.metrics import ECE_BINS
@@ -46,15 +46,17 @@ COST_FORMATS = {
     "peak_gpu_mb": ("peak GPU MB", "{:.0f}"),
 }
 PROTOCOL_TEXT = {
-    FINE_TUNE: "every weight of the pretrained model is trained under each loss",
-    LINEAR_PROBE: "the pretrained encoder is frozen: it embedded each task once (mean pooling over tokens) and only a "
-    "linear head on those embeddings is trained under each loss",
+    FINE_TUNE: "the pretrained model is fine-tuned under each loss (`train_layers`: how many of its top layers train, "
+    "every layer when absent)",
+    FROZEN_ENCODER: "the pretrained encoder is frozen: its last layer's states were computed once per task and only "
+    "the model's classification head on them is trained under each loss",
 }
 PROBE_NOTE = (
-    "**These are linear-probe results on a frozen encoder, not fine-tuning results.** The pretrained encoder embedded "
-    "each task once (mean pooling over tokens) and only a linear head on those embeddings was trained under each "
-    "loss. This is a different protocol: do not compare these numbers with fine-tuned ones. A loss term on the "
-    "sentence embeddings (a contrastive one) cannot move them here, so only the loss's term on the logits trains."
+    "**These are results of a head trained on a frozen encoder (`--train-layers 0`), not fine-tuning results.** The "
+    "pretrained encoder's last-layer states were computed once per task and only the model's classification head "
+    "(pooler and classifier) was trained under each loss. This is a different protocol: do not compare these numbers "
+    "with fine-tuned ones. A loss term on the sentence embeddings (a contrastive one) cannot move them here, so only "
+    "the loss's term on the logits trains."
 )
 FEW_TASKS = 10  # below this many tasks, Friedman's chi-squared approximation is rough (scipy's note; Demšar 2006)
 DASH = "–"
@@ -317,9 +319,9 @@ def _header(result: Analysis) -> list[str]:
     rows.append(["paired test", f"{stats.PAIRED_TEST}, Holm-corrected across each task's losses, α = {stats.ALPHA}"])
     if overview.train_seconds is not None:
         rows.append(["total training time", f"{overview.train_seconds / 60:.1f} min"])
-    if overview.feature_seconds is not None:
+    if overview.encoding_seconds is not None:
         rows.append(
-            ["encoding time", f"{overview.feature_seconds:.0f} s (the frozen encoder, once per task; 0 when cached)"]
+            ["encoding time", f"{overview.encoding_seconds:.0f} s (the frozen layers, once per task; 0 when cached)"]
         )
     lines.append(tabulate(rows, headers=["", "value"], tablefmt="github", disable_numparse=True))
     return lines
@@ -557,13 +559,13 @@ def _count(value: float) -> str:
 def _task_section(
     analysis: TaskAnalysis, probe: bool, plots: Mapping[tuple[str, str], str], absent: Mapping[tuple[str, str], str]
 ) -> list[str]:
-    """``probe``: the runs are linear-probe runs."""
+    """``probe``: the runs trained only a head on a frozen encoder (``train_layers=0``)."""
     rows = analysis.rows
     lines = [
         "",
         f"## {analysis.task}",
         "",
-        ("**Linear probe on a frozen encoder** (not comparable with fine-tuning): " if probe else "")
+        ("**A head on a frozen encoder** (not comparable with fine-tuning): " if probe else "")
         + f"{analysis.problem_type}, task version {_distinct(rows, 'task_version')}, "
         f"main metric **{analysis.main_metric} {arrow(analysis.main_metric)}**, baseline **{analysis.baseline}**, "
         f"{_distinct(rows, 'train_examples')} training / {_distinct(rows, 'test_examples')} test examples, "
@@ -674,9 +676,9 @@ def render(
     ``stale`` the rows computed by other code or data (``bench.fingerprint.stale_rows``)."""
     runs = result.runs
     sentences = headline(result)
-    probe = result.protocol == LINEAR_PROBE
+    probe = result.protocol == FROZEN_ENCODER
     lines = [
-        "# lossbench report" + (": linear probe on a frozen encoder" if probe else ""),
+        "# lossbench report" + (": a head on a frozen encoder" if probe else ""),
         "",
         "Generated from `runs.csv` and `runs/` by `lossbench report`; do not edit by hand.",
         "",
@@ -774,7 +776,7 @@ def draw_plots(store: ResultsStore, result: Analysis) -> tuple[dict[tuple[str, s
             continue
         stem = figures.file_stem(analysis.task)
         title = f"{analysis.task}: {analysis.main_metric} {arrow(analysis.main_metric)}"
-        title += " (linear probe, frozen encoder)" if result.protocol == LINEAR_PROBE else ""
+        title += " (head only, frozen encoder)" if result.protocol == FROZEN_ENCODER else ""
         written[(analysis.task, "main")] = figures.main_metric_plot(
             analysis.main.loc[analysis.tested_losses],
             analysis.seed_values,

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from bench.config import RunSpec
+from bench.config import TUNED_SUFFIX, RunSpec
 from bench.environment import run_environment
 from bench.plugins import get_loss
 from bench.schema import STRESSOR_PREFIX
@@ -51,9 +51,14 @@ def base_row(spec: RunSpec, meta: TaskMetadata, status: Status) -> dict[str, Any
         "loss_params": json.dumps(spec.loss_params, sort_keys=True),
         "seed": spec.seed,
         **stressor_columns(spec.task),
-        "loss_spec": loss_spec_label(spec.loss, spec.loss_params, get_loss(spec.loss).params),
-        "baseline_loss": meta.baseline_loss,
+        # A tuned run is its loss at the parameters its tuning chose (in loss_params): named apart from the untuned
+        # loss, so that the report never pools the two; its baseline is the tuned baseline.
+        "loss_spec": spec.loss + TUNED_SUFFIX
+        if spec.train.tuned
+        else loss_spec_label(spec.loss, spec.loss_params, get_loss(spec.loss).params),
+        "baseline_loss": meta.baseline_loss + (TUNED_SUFFIX if spec.train.tuned else ""),
         **asdict(spec.train),
+        "tuned": spec.train.tuned,
         "protocol": spec.train.protocol,
         **run_environment(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),

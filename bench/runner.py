@@ -1,6 +1,6 @@
 """The driver: runs the cells of the (task, loss, seed) matrix (built by ``bench.matrix``) on an executor, each with
-its protocol (``bench.finetune`` or ``bench.probe``), turns a failed run into a row, and alone writes the results
-store, printing one progress line per run."""
+``bench.finetune`` (every depth, the frozen encoder's head-only runs included), turns a failed run into a row, and
+alone writes the results store, printing one progress line per run."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from bench.environment import git_commit, hardware
 from bench.executors import CellResult, Executor, LocalExecutor
 from bench.finetune import run_finetune
 from bench.models import resolve_model
-from bench.probe import run_probe
 from bench.registry import TASKS
 from bench.rerun import RerunFilter, plan_matrix
 from bench.results import RUN_LOG_FILE, RUNS_DIR, ResultsStore, damaged_warning
@@ -40,13 +39,12 @@ PROGRESS_WIDTH = 20  # characters of the matrix's progress bar
 
 
 def run_one(spec: RunSpec, out_dir: Path, *, eval_steps: int = 0, torch_compile: bool = False) -> dict[str, Any]:
-    """Run one cell with its protocol, fine-tuning or (``freeze_encoder``) a linear probe; returns the finished row.
+    """Run one cell (``bench.finetune``: at the run's depth, down to the head alone); returns the finished row.
 
     ``eval_steps > 0`` also scores the validation split every that many steps, for learning curves;
     ``torch_compile`` compiles the model (``make perf`` times it). Neither is part of the run's identity.
     """
-    protocol = run_probe if spec.train.freeze_encoder else run_finetune
-    return protocol(spec, out_dir, eval_steps=eval_steps, torch_compile=torch_compile)
+    return run_finetune(spec, out_dir, eval_steps=eval_steps, torch_compile=torch_compile)
 
 
 @contextmanager

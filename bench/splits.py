@@ -14,7 +14,7 @@ from bench.api.task import TaskMetadata
 from bench.config import RunSpec
 from bench.data import loaded_task, tokenize
 from bench.registry import TASKS
-from bench.stressors import stress_training_split
+from bench.stressors import stress_training_split, stress_validation_split
 
 
 @cache
@@ -38,7 +38,8 @@ def tokenized_splits(task_name: str, model_path: str, max_length: int) -> datase
 def training_split(
     spec: RunSpec, model_path: str, splits: datasets.DatasetDict | None = None
 ) -> tuple[datasets.Dataset, datasets.DatasetDict]:
-    """The run's (possibly stressed) training split, with a ``clean_label`` column, and the task's clean splits.
+    """The run's (possibly stressed) training split, with a ``clean_label`` column, and the task's other splits (the
+    validation split with its labels flipped under ``val_noise``; the test split always clean).
 
     ``splits`` replaces the task's tokenized splits by the same rows with more columns (the probe's row index).
     """
@@ -55,6 +56,11 @@ def training_split(
         train_size=spec.train.train_size,
         split_seed=meta.split_seed,
     )
+    validation = stress_validation_split(
+        splits["validation"], spec.task.stressors, seed=spec.seed, num_labels=meta.num_labels
+    )
+    if validation is not splits["validation"]:
+        splits = datasets.DatasetDict({**splits, "validation": validation})
     return train, splits
 
 

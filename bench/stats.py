@@ -130,6 +130,56 @@ def paired_difference(values: pd.Series, baseline: pd.Series, bounds: tuple[floa
     return Paired(n, mean, std, float(result.statistic), float(result.pvalue), *interval)
 
 
+@dataclass(frozen=True)
+class Unpaired:
+    """The difference of means ``values - baseline`` of two independent samples of ``n`` and ``n_baseline`` values,
+    Welch's t-test on it (NaN with fewer than 2 values on a side) and its Welch t-interval, clipped to ± the metric's
+    range width (``diff_ci_clipped`` if cut)."""
+
+    n: int
+    n_baseline: int
+    mean_diff: float
+    statistic: float
+    p: float
+    diff_ci_low: float = math.nan
+    diff_ci_high: float = math.nan
+    diff_ci_clipped: bool = False
+
+
+def welch_difference(
+    values: Sequence[float] | np.ndarray | pd.Series,
+    baseline: Sequence[float] | np.ndarray | pd.Series,
+    bounds: tuple[float, float] = UNBOUNDED,
+) -> Unpaired:
+    """``values`` against ``baseline`` when their seeds are not shared: Welch's unequal-variance t-test
+    (``scipy.stats.ttest_ind(equal_var=False)``) on the finite values. ``bounds`` is the metric's range."""
+    a = np.asarray(values, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
+    if len(a) < 2 or len(b) < 2:
+        return Unpaired(len(a), len(b), diff, math.nan, math.nan)
+    if a.std() == 0 and b.std() == 0 and diff == 0:  # identical constant samples: no difference at all
+        return Unpaired(len(a), len(b), 0.0, 0.0, 1.0, 0.0, 0.0)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy_stats.ttest_ind(a, b, equal_var=False)
+        interval = result.confidence_interval(CONFIDENCE)
+    low, high = float(interval.low), float(interval.high)
+    limits = difference_bounds(bounds)
+    clipped_low, clipped_high = max(low, limits[0]), min(high, limits[1])
+    return Unpaired(
+        len(a),
+        len(b),
+        diff,
+        float(result.statistic),
+        float(result.pvalue),
+        clipped_low,
+        clipped_high,
+        (clipped_low, clipped_high) != (low, high),
+    )
+
+
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm-adjusted p-values; NaN entries (no test) stay NaN and do not count in the family.
 
@@ -178,9 +228,17 @@ def verdict(paired: Paired, p_holm: float, baseline_std: float, higher_is_better
     """'better' or 'worse' only when significant after Holm and larger than the baseline's seed std."""
     if paired.n_pairs < 2:
         return TOO_FEW
-    if not p_holm < alpha or not abs(paired.mean_diff) >= (baseline_std if np.isfinite(baseline_std) else 0.0):
+    return difference_verdict(paired.mean_diff, p_holm, baseline_std, higher_is_better, alpha)
+
+
+def difference_verdict(
+    mean_diff: float, p_holm: float, baseline_std: float, higher_is_better: bool, alpha: float = ALPHA
+) -> str:
+    """The rule of ``verdict`` for any tested difference (paired or Welch): 'better' or 'worse' only when
+    significant after Holm and larger than the baseline's seed std; else 'within noise'."""
+    if not p_holm < alpha or not abs(mean_diff) >= (baseline_std if np.isfinite(baseline_std) else 0.0):
         return NOISE
-    return BETTER if (paired.mean_diff > 0) == higher_is_better else WORSE
+    return BETTER if (mean_diff > 0) == higher_is_better else WORSE
 
 
 def compare_losses(

@@ -1,7 +1,8 @@
 """Stressors: seeded changes to a task's training split, named in the task spec (``bench.taskspec``), that make the
 data harder.
 
-Only the training split changes: validation and test stay clean. Every draw is seeded by the run seed and the
+Only the training split changes, except ``val_noise``, which flips validation labels (the split checkpoint selection
+scores); the test split stays clean. Every draw is seeded by the run seed and the
 stressor's position in the spec, never by the loss, so every loss of one seed trains on exactly the same examples
 and labels: comparisons stay paired.
 """
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.data import training_subset
-from bench.taskspec import SUBSET_STRESSORS, Stressor
+from bench.taskspec import SUBSET_STRESSORS, VALIDATION_STRESSORS, Stressor
 
 if TYPE_CHECKING:
     import datasets
@@ -109,6 +110,8 @@ def stress_training_split(
     for position, stressor in enumerate(stressors):
         rng = _rng(seed, position, stressor.name)
         labels = np.asarray(train["label"])
+        if stressor.name in VALIDATION_STRESSORS:
+            continue  # stress_validation_split
         if stressor.name == "train":
             train = training_subset(train, int(stressor.value), seed=split_seed, stratify=stratify)
         elif stressor.name == "fewshot":
@@ -120,3 +123,21 @@ def stress_training_split(
             train = train.select(indices.tolist()).remove_columns("label")
             train = train.add_column("label", new_labels.tolist()).cast_column("label", feature)
     return train
+
+
+def stress_validation_split(
+    validation: datasets.Dataset, stressors: tuple[Stressor, ...], *, seed: int, num_labels: int
+) -> datasets.Dataset:
+    """The validation split with ``val_noise``: that share of its labels flipped to a uniformly drawn other class
+    (``symmetric_noise``), seeded by the run seed and the stressor's position, never by the loss. Without it the
+    split is returned unchanged."""
+    for position, stressor in enumerate(stressors):
+        if stressor.name in VALIDATION_STRESSORS:
+            labels = np.asarray(validation["label"])
+            _, noisy = symmetric_noise(
+                labels, float(stressor.value), num_labels, None, _rng(seed, position, stressor.name)
+            )
+            feature = validation.features["label"]
+            validation = validation.rename_column("label", "label_before_noise").add_column("label", noisy.tolist())
+            validation = validation.cast_column("label", feature).remove_columns("label_before_noise")
+    return validation

@@ -6,6 +6,8 @@
     sms_spam@fewshot=32                32 training examples per class (regression: 32 in all)
     vader_movies@train=2000            a training subset of 2000 (instead of --train-size)
     trec@imbalance=0.1@noise=0.2       stressors compose, applied left to right
+    trec@noise=0.4@val_noise=0.4       also 40% of validation labels flipped (symmetric): the checkpoint is chosen on a
+                                       noisy validation split, as it would be in practice; the test split stays clean
 
 The matrix builder parses each spec into a ``TaskSpec`` and every run carries that object (``RunSpec.task``); the
 draws themselves are in ``bench.stressors``. Light on imports: the command line checks specs before training loads.
@@ -47,7 +49,9 @@ KINDS = {
     "imbalance": StressorKind(float, 0.0, 1.0, False, True, True, "imbalance=0.1"),
     "fewshot": StressorKind(int, 1, INF, True, False, False, "fewshot=32"),
     "train": StressorKind(int, 1, INF, True, False, False, "train=2000"),
+    "val_noise": StressorKind(float, 0.0, 1.0, True, False, True, "val_noise=0.4"),
 }
+VALIDATION_STRESSORS = ("val_noise",)  # these change the validation split (checkpoint selection), not training
 SUBSET_STRESSORS = ("fewshot", "train")  # these choose the training examples, in place of --train-size
 
 

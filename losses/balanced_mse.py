@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import REGRESSION, Loss, check_range, regression_predictions, regression_targets
+from losses.base import REGRESSION, FloatRange, Loss, check_range, regression_predictions, regression_targets
 
 
 @LOSSES.register("balanced_mse")
@@ -22,6 +22,9 @@ class BalancedMseLoss(Loss):
 
     problem_types = frozenset({REGRESSION})
     batch_dependent = True
+    search_space = {
+        "sigma": FloatRange(0.1, 5.0, log=True)
+    }  # Ren et al. 2022 start sigma at 1 (the label noise): a log range around it
 
     def __init__(self, *, sigma: float = 1.0) -> None:
         super().__init__()

@@ -14,10 +14,14 @@ from bench.api.loss import (
     reverse_cross_entropy,
     upcast,
 )
+from bench.api.space import Choice, FloatRange, IntRange
 
 __all__ = [
     "CLASSIFICATION",
     "REGRESSION",
+    "Choice",
+    "FloatRange",
+    "IntRange",
     "Loss",
     "check_range",
     "check_robust_weights",

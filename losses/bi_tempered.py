@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_range, upcast
 
 
 def tempered_log_softmax(logits: Tensor, t: float, num_iters: int) -> Tensor:
@@ -50,6 +50,10 @@ class BiTemperedLoss(Loss):
     """
 
     problem_types = frozenset({CLASSIFICATION})
+    search_space = {
+        "t1": FloatRange(0.5, 1.0),
+        "t2": FloatRange(1.0, 2.0),
+    }  # Amid et al. 2019: t1 in [0.5, 1] (bounded loss), t2 in [1, 2] (heavy tail); num_iters is numerical
 
     def __init__(self, *, t1: float = 0.8, t2: float = 1.2, num_iters: int = 5) -> None:
         super().__init__()

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_range, upcast
 
 
 @LOSSES.register("dice")
@@ -26,6 +26,7 @@ class DiceLoss(Loss):
     """
 
     problem_types = frozenset({CLASSIFICATION})
+    search_space = {"alpha": FloatRange(0.0, 1.0)}  # Li et al. 2020: alpha in [0, 1]; smooth is a numerical safeguard
 
     def __init__(self, *, alpha: float = 0.0, smooth: float = 1e-4) -> None:
         super().__init__()

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_range, upcast
 
 
 @LOSSES.register("focal")
@@ -17,6 +17,7 @@ class FocalLoss(Loss):
     """
 
     problem_types = frozenset({CLASSIFICATION})
+    search_space = {"gamma": FloatRange(0.0, 5.0)}  # Lin et al. 2017, Table 1a: gamma from 0 (cross-entropy) to 5
 
     def __init__(self, *, gamma: float = 2.0) -> None:
         super().__init__()

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_range, upcast
 
 
 @LOSSES.register("gce")
@@ -19,6 +19,9 @@ class GceLoss(Loss):
     """  # noqa: E501 (the README table reads the reference from one line)
 
     problem_types = frozenset({CLASSIFICATION})
+    search_space = {
+        "q": FloatRange(0.1, 1.0)
+    }  # Zhang & Sabuncu 2018: q in (0, 1], q -> 0 is cross-entropy, 1 is MAE; they use 0.7
 
     def __init__(self, *, q: float = 0.7) -> None:
         super().__init__()

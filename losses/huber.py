@@ -2,7 +2,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import REGRESSION, Loss, check_range, regression_predictions, regression_targets
+from losses.base import REGRESSION, FloatRange, Loss, check_range, regression_predictions, regression_targets
 
 
 @LOSSES.register("huber")
@@ -17,6 +17,9 @@ class HuberLoss(Loss):
     """
 
     problem_types = frozenset({REGRESSION})
+    search_space = {
+        "delta": FloatRange(0.1, 10.0, log=True)
+    }  # Huber 1964 gives no range: a log range around 1, on the labels' scale (vader: -4..4)
 
     def __init__(self, *, delta: float = 1.0) -> None:
         super().__init__()

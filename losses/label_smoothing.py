@@ -2,7 +2,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_range, upcast
 
 
 @LOSSES.register("label_smoothing")
@@ -16,6 +16,9 @@ class LabelSmoothingLoss(Loss):
     """
 
     problem_types = frozenset({CLASSIFICATION})
+    search_space = {
+        "eps": FloatRange(0.0, 0.3)
+    }  # Szegedy et al. 2016 use 0.1; above 0.3 the targets approach uniform on 2-class tasks
 
     def __init__(self, *, eps: float = 0.1) -> None:
         super().__init__()

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_range, upcast
 
 
 @LOSSES.register("ldam")
@@ -26,6 +26,9 @@ class LdamLoss(Loss):
 
     problem_types = frozenset({CLASSIFICATION})
     needs_class_counts = True
+    search_space = {
+        "max_margin": FloatRange(0.05, 1.0)
+    }  # Cao et al. 2019 use a largest margin of 0.5; scale stays 1 (see above: s multiplies unnormalised logits)
 
     def __init__(self, *, max_margin: float = 0.5, scale: float = 1.0) -> None:
         super().__init__()

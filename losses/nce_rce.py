@@ -2,7 +2,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_robust_weights, reverse_cross_entropy, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_robust_weights, reverse_cross_entropy, upcast
 
 
 @LOSSES.register("nce_rce")
@@ -22,6 +22,10 @@ class NceRceLoss(Loss):
     """
 
     problem_types = frozenset({CLASSIFICATION})
+    search_space = {
+        "alpha": FloatRange(0.1, 10.0, log=True),
+        "beta": FloatRange(0.1, 10.0, log=True),
+    }  # Ma et al. 2020 (Normalized Loss Functions): alpha and beta from 0.1 to 10 across datasets
 
     def __init__(self, *, alpha: float = 1.0, beta: float = 1.0, log_zero: float = -4.0) -> None:
         super().__init__()

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_range, upcast
 
 
 @LOSSES.register("poly1")
@@ -19,6 +19,9 @@ class Poly1Loss(Loss):
     """
 
     problem_types = frozenset({CLASSIFICATION})
+    search_space = {
+        "epsilon": FloatRange(-1.0, 5.0)
+    }  # Leng et al. 2022 (PolyLoss): epsilon >= -1 keeps the loss >= 0; they search small positive values
 
     def __init__(self, *, epsilon: float = 1.0) -> None:
         super().__init__()

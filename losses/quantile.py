@@ -1,7 +1,7 @@
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import REGRESSION, Loss, check_range, regression_predictions, regression_targets
+from losses.base import REGRESSION, FloatRange, Loss, check_range, regression_predictions, regression_targets
 
 
 @LOSSES.register("quantile")
@@ -15,6 +15,7 @@ class QuantileLoss(Loss):
     """
 
     problem_types = frozenset({REGRESSION})
+    search_space = {"tau": FloatRange(0.1, 0.9)}  # Koenker & Bassett 1978: tau in (0, 1); 0.5 is the median
 
     def __init__(self, *, tau: float = 0.5) -> None:
         super().__init__()

@@ -2,7 +2,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_robust_weights, reverse_cross_entropy, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_robust_weights, reverse_cross_entropy, upcast
 
 
 @LOSSES.register("sce")
@@ -20,6 +20,10 @@ class SceLoss(Loss):
     """
 
     problem_types = frozenset({CLASSIFICATION})
+    search_space = {
+        "alpha": FloatRange(0.01, 10.0, log=True),
+        "beta": FloatRange(0.1, 10.0, log=True),
+    }  # Wang et al. 2019, Sec. 4: alpha 0.01-6 and beta 0.1-1 across their datasets; log_zero stays the paper's -4
 
     def __init__(self, *, alpha: float = 0.1, beta: float = 1.0, log_zero: float = -4.0) -> None:
         super().__init__()

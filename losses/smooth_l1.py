@@ -2,7 +2,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import REGRESSION, Loss, check_range, regression_predictions, regression_targets
+from losses.base import REGRESSION, FloatRange, Loss, check_range, regression_predictions, regression_targets
 
 
 @LOSSES.register("smooth_l1")
@@ -17,6 +17,9 @@ class SmoothL1Loss(Loss):
     """
 
     problem_types = frozenset({REGRESSION})
+    search_space = {
+        "beta": FloatRange(0.1, 10.0, log=True)
+    }  # Girshick 2015 uses 1: a log range around it, on the labels' scale
 
     def __init__(self, *, beta: float = 1.0) -> None:
         super().__init__()

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, FloatRange, Loss, check_range, upcast
 
 
 @LOSSES.register("supcon_ce")
@@ -24,6 +24,10 @@ class SupconCeLoss(Loss):
     problem_types = frozenset({CLASSIFICATION})
     needs_embeddings = True
     batch_dependent = True
+    search_space = {
+        "lam": FloatRange(0.1, 1.0),
+        "temperature": FloatRange(0.1, 0.7),
+    }  # Gunel et al. 2021 search lam in {0.1, ..., 0.9, 1.0} and temperature in {0.1, 0.3, 0.5, 0.7}
 
     def __init__(self, *, lam: float = 0.9, temperature: float = 0.3) -> None:
         super().__init__()

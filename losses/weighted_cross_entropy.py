@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.registry import LOSSES
-from losses.base import CLASSIFICATION, Loss, check_range, upcast
+from losses.base import CLASSIFICATION, Choice, Loss, check_range, upcast
 
 SCHEMES = ("inverse_frequency", "effective_number")
 
@@ -28,6 +28,10 @@ class WeightedCrossEntropyLoss(Loss):
 
     problem_types = frozenset({CLASSIFICATION})
     needs_class_counts = True
+    search_space = {
+        "scheme": Choice(("inverse_frequency", "effective_number")),
+        "beta": Choice((0.9, 0.99, 0.999, 0.9999)),
+    }  # Cui et al. 2019 (Class-Balanced Loss) search beta in {0.9, 0.99, 0.999, 0.9999}
 
     def __init__(self, *, scheme: str = "effective_number", beta: float = 0.999) -> None:
         super().__init__()

@@ -16,7 +16,7 @@ import pytest
 from bench import fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bench", "losses", "tasks")
+PACKAGES = ("bench", "losses", "tasks", "findings")
 SCRIPTS = ("bench/__main__.py", "bench/evaluate_metrics")  # run as a program, or loaded by path by `evaluate`
 IMPORT_ORDERS = (0, 1, 2)  # seeds of the shuffled import orders
 # The driver and what sits above it: the matrix's runner and executors, the command line, the benchmark script.
@@ -88,7 +88,7 @@ def reachable(name: str) -> set[str]:
 
 def test_the_module_list_is_complete():
     names = modules()
-    assert {"bench.runner", "bench.fit", "bench.probe", "bench.api.loss", "losses.focal", "tasks.trec"} <= set(names)
+    assert {"bench.runner", "bench.fit", "bench.depth", "bench.api.loss", "losses.focal", "tasks.trec"} <= set(names)
     assert len(names) > 50
 
 
@@ -148,6 +148,6 @@ def test_the_code_that_computes_a_run_never_imports_the_driver_or_the_command_li
         if path.suffix == ".py" and module_name(path) in modules()
     }
     below |= {name for name in modules() if name.startswith(("losses.", "tasks."))}
-    assert {"bench.fit", "bench.finetune", "bench.probe", "bench.splits", "bench.trainer", "bench.api.loss"} <= below
+    assert {"bench.fit", "bench.finetune", "bench.depth", "bench.splits", "bench.trainer", "bench.api.loss"} <= below
     upward = {name: sorted(reachable(name) & set(DRIVER)) for name in sorted(below)}
     assert not {name: found for name, found in upward.items() if found}

@@ -24,7 +24,7 @@ SHELL_BLOCKS = {"bash", "sh", "shell", "console"}
 LOSSBENCH = {"lossbench", ".venv/bin/lossbench"}
 PYTHON = {"python", "python3", ".venv/bin/python"}
 # Third-party programs that the docs show with their own options (not lossbench's).
-OTHER_PROGRAMS = {"pip", "ray", "git", "cd"}
+OTHER_PROGRAMS = {"pip", "ray", "git", "cd", "tensorboard", "export", "optuna-dashboard"}
 
 
 def without_code(text: str) -> str:
@@ -232,7 +232,7 @@ def test_the_checker_finds_what_is_broken(tmp_path):
         "`lossbench run --no-such-option`: no such option",
         "`make no-such-target`: no such target",
         "`lossbench run --bogus`: no such option",
-        "`lossbench frobnicate`: no such subcommand (known: list, report, run)",
+        "`lossbench frobnicate`: no such subcommand (known: compare, list, report, run, tune)",
         "`python -m bench.no_such_module`: no such module",
         "`lossbnech run`: unknown program 'lossbnech' (add it to OTHER_PROGRAMS if it is not lossbench's)",
         "`--nonexistent`: no such lossbench option",

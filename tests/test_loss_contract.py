@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.api.params import loss_defaults
+from bench.api.space import LEARNING_RATE_PARAM, Choice, FloatRange, check_space
 from bench.plugins import get_loss
 from bench.registry import LOSSES
 from losses.base import CLASSIFICATION, REGRESSION, Loss
@@ -90,3 +92,46 @@ def test_missing_class_counts_raise_a_clear_error(name: str) -> None:
     loss.class_counts = None
     with pytest.raises(ValueError, match="class counts"):
         loss(logits, labels, **extra)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_search_space_names_real_keywords_and_holds_the_default(name: str) -> None:
+    """``lossbench tune`` searches each declared range: every name is a keyword of ``__init__`` (never the shared
+    learning rate), and the default is inside, so the untuned configuration is one tuning can find."""
+    loss_class = LOSSES.get(name)
+    defaults = loss_defaults(loss_class)
+    space = dict(loss_class.search_space)
+    check_space(name, space, defaults)  # raises naming the problem
+    assert set(space) <= set(defaults) and LEARNING_RATE_PARAM not in space
+    assert all(spec.contains(defaults[key]) for key, spec in space.items())
+
+
+SPACE_ENDS = [
+    pytest.param(name, problem_type, key, end, id=f"{name}-{problem_type}-{key}={end}")
+    for name, problem_type in ((p.values[0], p.values[1]) for p in LOSS_PROBLEM_TYPES)
+    for key, spec in LOSSES.get(name).search_space.items()
+    for end in spec.ends()
+]
+
+
+@pytest.mark.parametrize(("name", "problem_type", "key", "end"), SPACE_ENDS)
+def test_the_ends_of_each_range_construct_and_give_finite_values(name, problem_type, key, end) -> None:
+    loss = LOSSES.get(name)(**{key: end})
+    logits, labels, extra = loss_inputs(loss, problem_type)
+    values, grads = values_and_grads(loss, logits, labels, extra)
+    check_output(loss, values)
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_a_space_that_names_no_keyword_or_leaves_out_the_default_is_refused() -> None:
+    defaults = {"gamma": 2.0}
+    with pytest.raises(ValueError, match="'gama', not a keyword of its __init__ \\(keywords: gamma\\)"):
+        check_space("mine", {"gama": FloatRange(0.0, 5.0)}, defaults)
+    with pytest.raises(ValueError, match="default gamma=2.0 is outside its range \\[3, 5\\]"):
+        check_space("mine", {"gamma": FloatRange(3.0, 5.0)}, defaults)
+    with pytest.raises(ValueError, match="'learning_rate', not a keyword"):
+        check_space("mine", {"learning_rate": FloatRange(1e-4, 1e-2, log=True)}, {"learning_rate": 1e-3})
+    with pytest.raises(ValueError, match="log=True needs low > 0"):
+        FloatRange(0.0, 1.0, log=True)
+    with pytest.raises(ValueError, match="at least two distinct options"):
+        Choice(("a",))

@@ -11,7 +11,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, mean_absolute_error, mean_squared_error
 
 from bench.metric_table import HIGHER_IS_BETTER, METRIC_RANGE, METRICS, METRICS_BY_PROBLEM_TYPE, range_text
-from bench.metrics import DENSITY_BINS, ECE_BINS, compute_metrics
+from bench.metrics import DENSITY_BINS, ECE_BINS, compute_metrics, fit_temperature, temperature_metrics
 
 CLASS_LOGITS = np.array(
     [[2.0, 0.1, -1.0], [0.3, 0.2, 0.9], [-1.0, 3.0, 0.0], [0.5, 0.4, 0.1], [0.0, 0.2, 0.1], [1.0, -2.0, 4.0]]
@@ -75,9 +75,12 @@ def test_constant_predictions_give_nan_correlations() -> None:
 def test_metric_names_have_direction(problem_type: str) -> None:
     logits = CLASS_LOGITS if problem_type == "classification" else REGRESSION_PREDICTIONS[:, None]
     labels = CLASS_LABELS if problem_type == "classification" else REGRESSION_LABELS
-    assert set(compute_metrics(problem_type, logits, labels)) <= set(HIGHER_IS_BETTER)
+    computed = set(compute_metrics(problem_type, logits, labels))
+    if problem_type == "classification":  # a classification run adds the metrics after temperature scaling
+        computed |= set(temperature_metrics(logits, labels, logits, labels)) - {"temperature"}
+    assert computed <= set(HIGHER_IS_BETTER)
     # and the report shows exactly the metrics that are computed, each described in the metric table
-    assert set(METRICS_BY_PROBLEM_TYPE[problem_type]) == set(compute_metrics(problem_type, logits, labels))
+    assert set(METRICS_BY_PROBLEM_TYPE[problem_type]) == computed
     assert all(METRICS[name].problem_type == problem_type for name in METRICS_BY_PROBLEM_TYPE[problem_type])
 
 
@@ -151,10 +154,10 @@ def test_regression_r2_and_target_regions() -> None:
 def test_every_metric_declares_its_range_beside_its_direction() -> None:
     assert set(METRIC_RANGE) == set(HIGHER_IS_BETTER)
     expected = {
-        **dict.fromkeys(("accuracy", "f1_macro", "recall_macro", "recall_rarest", "ece"), (0.0, 1.0)),
+        **dict.fromkeys(("accuracy", "f1_macro", "recall_macro", "recall_rarest", "ece", "ece_ts"), (0.0, 1.0)),
         **dict.fromkeys(("mcc", "pearson", "spearman"), (-1.0, 1.0)),
         "r2": (-math.inf, 1.0),
-        **dict.fromkeys(("mse", "mae", "mae_rare", "mae_common", "nll"), (0.0, math.inf)),
+        **dict.fromkeys(("mse", "mae", "mae_rare", "mae_common", "nll", "nll_ts"), (0.0, math.inf)),
         "brier": (0.0, 2.0),  # summed over classes
         "loss": (-math.inf, math.inf),
     }
@@ -176,3 +179,35 @@ def test_extreme_predictions_stay_inside_the_declared_ranges() -> None:
         for name, value in compute_metrics("regression", predictions[:, None], REGRESSION_LABELS).items():
             low, high = METRIC_RANGE[name]
             assert low - 1e-12 <= value <= high + 1e-12, (name, value)
+
+
+def calibrated_sample(n: int = 20000, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels drawn from softmax(logits): calibrated by construction."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=2.0, size=(n, classes))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(classes, p=p) for p in probabilities])
+    return logits, labels
+
+
+def test_temperature_is_one_for_calibrated_logits() -> None:
+    logits, labels = calibrated_sample()
+    assert fit_temperature(logits, labels) == pytest.approx(1.0, abs=0.05)
+
+
+def test_temperature_scaling_lowers_ece_and_nll_of_overconfident_logits() -> None:
+    logits, labels = calibrated_sample()
+    validation, test = slice(0, 10000), slice(10000, None)
+    overconfident = 4.0 * logits
+    scaled = temperature_metrics(overconfident[test], labels[test], overconfident[validation], labels[validation])
+    before = compute_metrics("classification", overconfident[test], labels[test])
+    assert scaled["temperature"] == pytest.approx(4.0, rel=0.1)
+    assert scaled["ece_ts"] < before["ece"] / 3 and scaled["nll_ts"] < before["nll"]
+
+
+def test_temperature_scaling_is_finite_for_extreme_logits() -> None:
+    logits = np.array([[1e4, -1e4], [-3e4, 3e4], [5e3, 0.0], [0.0, 1e5]])
+    labels = np.array([0, 0, 1, 1])  # two confidently wrong
+    scaled = temperature_metrics(logits, labels, logits, labels)
+    assert all(math.isfinite(value) for value in scaled.values())
+    assert scaled["temperature"] > 1 and 0 <= scaled["ece_ts"] <= 1

@@ -11,7 +11,7 @@ import stat
 import numpy as np
 import pytest
 
-from bench import cache, cli, probe
+from bench import cache, cli, depth
 from bench.config import TrainConfig
 from bench.executors import CellResult
 from bench.matrix import build_matrix
@@ -151,8 +151,8 @@ def test_results_files_get_the_umask_permissions(mask, mode, umask, tmp_path, mo
     store.put({"run_id": "0123456789abcdef", "status": "error", "task": "trec"})
     store.put_files("0123456789abcdef", {"run.log": b"log\n"})
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
-    features = probe.cache_dir() / "trec-features.npz"
-    probe._write(features, {"train": np.zeros((2, 3), dtype=np.float32)})
-    for path in (store.path, store.run_dir("0123456789abcdef") / "run.log", features):
+    states = depth.cache_dir() / "trec-top1.npz"
+    depth.write_states(states, {"train": depth.PackedStates(np.zeros((2, 3), np.float32), np.array([0, 1, 2]))})
+    for path in (store.path, store.run_dir("0123456789abcdef") / "run.log", states):
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
     assert not list(tmp_path.rglob("*.tmp"))  # no temporary file left behind

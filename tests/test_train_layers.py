@@ -92,7 +92,7 @@ def test_bad_depth_settings_are_refused_naming_the_value_and_the_range(tiny_mode
     assert cli.main([*base, "--no-select-checkpoint", "--patience", "2"]) == 2
     assert "--patience 2 needs --select-checkpoint" in capsys.readouterr().err
     assert cli.main([*base, "--train-layers", "1", "--freeze-encoder"]) == 2
-    assert "--train-layers applies to fine-tuning" in capsys.readouterr().err
+    assert "--freeze-encoder is --train-layers 0" in capsys.readouterr().err
     assert cli.main([*base, "--length-grouping"]) == 2  # the default depth trains on cached, ungrouped states
     assert "add --train-layers all" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -156,10 +156,12 @@ def test_selection_scores_only_validation_restores_the_best_step_and_records_it(
     row = _run(train, tmp_path)
 
     validation = tokenized_splits("trec", resolve_model(train.model), train.max_length)["validation"]
-    # 24 examples / 8 = 3 steps per epoch, 6 in all: evaluations at 2, 4, 6, then the test split twice
-    assert [kind for kind, _ in events] == ["scored"] * 3 + ["predicted"] * 2
+    # 24 examples / 8 = 3 steps per epoch, 6 in all: evaluations at 2, 4, 6, then the test split twice, then the
+    # validation split once with the selected weights, for temperature scaling (after the test split: no choice)
+    assert [kind for kind, _ in events] == ["scored"] * 3 + ["predicted"] * 3
     assert all(np.array_equal(labels, validation["label"]) for kind, labels in events if kind == "scored")
-    assert all(len(dataset) == row["test_examples"] for kind, dataset in events if kind == "predicted")
+    predicted = [len(dataset) for kind, dataset in events if kind == "predicted"]
+    assert predicted == [row["test_examples"], row["test_examples"], len(validation)]
     assert row["evaluations"] == 3 and row["best_step"] == 2 and row["stopped_early"] is False
     assert np.isfinite(row["test_last_f1_macro"]) and np.isfinite(row["test_f1_macro"])
     restored = trained[0].model.state_dict()
@@ -181,7 +183,7 @@ def test_the_test_split_is_scored_once_when_the_best_step_is_the_last(tiny_train
         return improving
 
     def predict(trainer, dataset, *args, **kwargs):
-        events.append("predicted")
+        events.append(len(dataset))
         return real_predict(trainer, dataset, *args, **kwargs)
 
     monkeypatch.setattr(fit, "validation_scorer", scorer)
@@ -189,7 +191,9 @@ def test_the_test_split_is_scored_once_when_the_best_step_is_the_last(tiny_train
     train = TrainConfig(**{**tiny_train.__dict__, "epochs": 2.0, "select_checkpoint": True, "eval_steps": 2})
     row = _run(train, tmp_path)
 
-    assert events == ["predicted"]  # the last weights are the selected ones: one pass over the test split
+    # the last weights are the selected ones: one pass over the test split (then validation, for temperature scaling)
+    validation = tokenized_splits("trec", resolve_model(train.model), train.max_length)["validation"]
+    assert events == [row["test_examples"], len(validation)]
     assert row["best_step"] == 6 and row["evaluations"] == 3
     assert row["test_last_f1_macro"] == row["test_f1_macro"]
 

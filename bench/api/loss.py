@@ -6,12 +6,15 @@ cross-entropy of the noise-robust losses. Loss modules import these through ``lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from bench.api.params import loss_defaults
+from bench.api.space import Spec
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -33,6 +36,8 @@ class Loss(nn.Module):
     - ``per_example = False``: ``forward`` returns one scalar for the whole batch instead of (batch,) values.
     - ``batch_dependent = True``: an example's loss depends on the other examples of the batch (a correlation, a
       contrastive term); gradient accumulation is then not the same as a larger batch (see ``bench.trainer``).
+    - ``search_space``: the range of each hyper-parameter ``lossbench tune`` searches, by keyword
+      (``bench.api.space``: ``FloatRange``, ``IntRange``, ``Choice``); empty: only the learning rate is tuned.
     """
 
     name: ClassVar[str]
@@ -42,6 +47,7 @@ class Loss(nn.Module):
     outputs_per_label: ClassVar[int] = 1
     per_example: ClassVar[bool] = True
     batch_dependent: ClassVar[bool] = False
+    search_space: ClassVar[Mapping[str, Spec]] = MappingProxyType({})
 
     class_counts: Tensor | None
 

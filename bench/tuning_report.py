@@ -1,0 +1,210 @@
+"""TUNING.md: what ``lossbench tune`` found, per task, read from the results folder alone (its study database and
+``runs.csv``), so it can be rebuilt at any time.
+
+Per task: each tuned loss's chosen learning rate and parameters, its best validation score, its sensitivity (the
+spread of the validation metric over its finished trials), a budget curve (the best validation score found so far
+against the number of trials, ``plots/tuning-<task>.png``), and the ranking of the losses by their test main metric
+without and with tuning, where both kinds of rows are in the folder. ``tuning_numbers`` computes every number;
+``write_tuning_report`` only formats them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+from matplotlib.figure import Figure
+from optuna.trial import TrialState
+
+from bench.config import TUNED_SUFFIX
+from bench.plots import DPI, PLOTS_DIR, file_stem
+from bench.results import ResultsStore
+from bench.status import Status
+from bench.tuning import STATUS_ATTR, TUNING_DB, storage_url
+
+TUNING_FILE = "TUNING.md"
+
+
+@dataclass(frozen=True)
+class StudyNumbers:
+    """One (task, loss) study: its counted trials' validation scores in trial order (NaN: failed), the best trial's
+    parameters, and whether higher is better."""
+
+    task: str
+    loss: str
+    metric: str
+    higher_is_better: bool
+    scores: list[float]
+    best_params: dict | None
+    best_value: float | None
+
+    @property
+    def finished(self) -> np.ndarray:
+        values = np.asarray(self.scores, dtype=float)
+        return values[np.isfinite(values)]
+
+    @property
+    def spread(self) -> tuple[float, float, float]:
+        """Sensitivity: (std, min, max) of the validation metric over the finished trials."""
+        values = self.finished
+        if not len(values):
+            return (np.nan, np.nan, np.nan)
+        return (float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, float(values.min()), float(values.max()))
+
+    @property
+    def budget_curve(self) -> list[float]:
+        """The best validation score found after 1, 2, ... trials (NaN until a trial finishes)."""
+        best, curve = np.nan, []
+        for value in self.scores:
+            if np.isfinite(value) and (np.isnan(best) or (value > best if self.higher_is_better else value < best)):
+                best = value
+            curve.append(best)
+        return curve
+
+
+def study_numbers(out_dir: str | Path) -> list[StudyNumbers]:
+    """Every study of the folder's database (none without one)."""
+    if not (Path(out_dir) / TUNING_DB).exists():
+        return []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(storage_url(out_dir))
+    found = []
+    for name in sorted(optuna.study.get_all_study_names(storage)):
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+            if STATUS_ATTR in t.user_attrs
+        ]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        best = study.best_trial if complete else None
+        higher = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        found.append(
+            StudyNumbers(
+                task=study.user_attrs.get("task", name.split("|")[0]),
+                loss=study.user_attrs.get("loss", name.split("|")[-1]),
+                metric=study.user_attrs.get("metric", "score"),
+                higher_is_better=higher,
+                scores=[t.value if t.state == TrialState.COMPLETE else np.nan for t in trials],
+                best_params=dict(best.params) if best else None,
+                best_value=best.value if best else None,
+            )
+        )
+    return found
+
+
+def rankings(runs: pd.DataFrame, task: str, losses: list[str], higher_is_better: bool) -> pd.DataFrame:
+    """Per loss of ``losses``: the test main metric's mean over seeds and its rank among the losses that have both
+    untuned and tuned finished rows on ``task``, without and with tuning (NaN where a kind of row is missing)."""
+    columns = ["untuned", "untuned_n", "untuned_rank", "tuned", "tuned_n", "tuned_rank"]
+    if runs.empty or "task" not in runs.columns:
+        return pd.DataFrame(np.nan, index=losses, columns=columns)
+    rows = runs[(runs["task"].astype(str) == task) & (runs["status"] == Status.OK)]
+    if rows.empty:
+        return pd.DataFrame(np.nan, index=losses, columns=columns)
+    metric = f"test_{rows['main_metric'].iloc[0]}"
+    values = pd.to_numeric(rows[metric], errors="coerce")
+    spec = rows["loss_spec"].astype(str)
+    table = pd.DataFrame(index=losses, columns=columns, dtype=float)
+    for loss in losses:
+        for kind, name in (("untuned", loss), ("tuned", loss + TUNED_SUFFIX)):
+            mine = values[spec == name].dropna()
+            table.loc[loss, kind] = mine.mean() if len(mine) else np.nan
+            table.loc[loss, f"{kind}_n"] = len(mine)
+    both = table["untuned"].notna() & table["tuned"].notna()
+    for kind in ("untuned", "tuned"):
+        table.loc[both, f"{kind}_rank"] = table.loc[both, kind].rank(ascending=not higher_is_better, method="min")
+    return table
+
+
+def budget_plot(task: str, studies: list[StudyNumbers], out_dir: Path) -> Path:
+    figure = Figure(figsize=(6.4, 4.0), dpi=DPI)
+    axes = figure.subplots()
+    for study in studies:
+        curve = study.budget_curve
+        axes.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=study.loss)
+    axes.set_xlabel("trials")
+    axes.set_ylabel(f"best validation {studies[0].metric} so far")
+    axes.set_title(f"{task}: budget curves")
+    axes.legend(fontsize="small", ncols=2)
+    axes.grid(alpha=0.3)
+    path = out_dir / PLOTS_DIR / f"tuning-{file_stem(task)}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, bbox_inches="tight")
+    return path
+
+
+def _number(value: float, digits: int = 4) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _params(params: dict | None) -> str:
+    if params is None:
+        return "–"
+    return ", ".join(
+        f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in params.items()
+    )
+
+
+def write_tuning_report(out_dir: str | Path) -> Path:
+    """Write ``out_dir/TUNING.md`` and its budget-curve plots; returns the report's path."""
+    out_dir = Path(out_dir)
+    studies = study_numbers(out_dir)
+    runs = ResultsStore(out_dir).load()
+    lines = [
+        "# Tuning",
+        "",
+        "Every loss of a task got the same number of trials on the validation split, the same training settings and "
+        "seed, and a TPE sampler seeded the same way (`lossbench tune`, [docs/tuning.md](../docs/tuning.md) in the "
+        f"repository). The studies are in `{TUNING_DB}`: `optuna-dashboard {storage_url(out_dir)}` opens them. "
+        "Generated from that file and runs.csv: rebuild with `lossbench tune` (nothing runs again) or by hand.",
+        "",
+    ]
+    if not studies:
+        lines.append(f"No studies: {out_dir / TUNING_DB} does not exist.")
+    for task in sorted({s.task for s in studies}):
+        mine = [s for s in studies if s.task == task]
+        arrow = "↑" if mine[0].higher_is_better else "↓"
+        lines += [f"## {task}", "", f"Validation {mine[0].metric} {arrow} over each loss's trials.", ""]
+        lines += [
+            "| loss | trials | failed | best validation | chosen | spread (std) | min | max |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for study in mine:
+            std, low, high = study.spread
+            failed = len(study.scores) - len(study.finished)
+            lines.append(
+                f"| {study.loss} | {len(study.scores)} | {failed} | {_number(study.best_value)} | "
+                f"{_params(study.best_params)} | {_number(std)} | {_number(low)} | {_number(high)} |"
+            )
+        plot = budget_plot(task, mine, out_dir)
+        lines += ["", f"![budget curves]({plot.relative_to(out_dir).as_posix()})", ""]
+        table = rankings(runs, task, [s.loss for s in mine], mine[0].higher_is_better)
+        if table["untuned_rank"].notna().any():
+            lines += [
+                f"Test {mine[0].metric} {arrow}, mean over seeds; ranks among the losses with both kinds of runs (rank "
+                "change +1: one place higher when every loss is tuned).",
+                "",
+                "| loss | untuned | n | rank | tuned | n | rank | rank change |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for loss, row in table.sort_values(["tuned_rank", "tuned"], na_position="last").iterrows():
+                change = row["untuned_rank"] - row["tuned_rank"]
+                shown = "–" if not np.isfinite(change) else f"{change:+.0f}"
+                lines.append(
+                    f"| {loss} | {_number(row['untuned'])} | {row['untuned_n']:.0f} "
+                    f"| {_number(row['untuned_rank'], 0)} | {_number(row['tuned'])} | {row['tuned_n']:.0f} "
+                    f"| {_number(row['tuned_rank'], 0)} | {shown} |"
+                )
+        else:
+            lines.append(
+                "No ranking without tuning: the folder has no untuned runs of these losses on this task (add them with "
+                "`lossbench run --out` this folder and the same settings)."
+            )
+        lines.append("")
+    path = out_dir / TUNING_FILE
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
