@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api.card import Card
-from bench.config import RunSpec, TrainConfig
+from bench.config import PRECISIONS, RunSpec, TrainConfig
 from bench.findings_report import CardResult, write_findings
 from bench.matrix import build_matrix
 from bench.registry import CARDS
@@ -88,9 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cards", help="comma-separated card names or patterns (default: every card)")
     parser.add_argument("--out", default="results", help="where FINDINGS.md and findings/ go (default: results)")
     parser.add_argument("--model", help="another model (a hub id or a local checkpoint) instead of the default")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="as lossbench run --precision (default: the card's own, else auto: bf16 where the hardware runs it)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list each card's runs and estimated time; run nothing")
     args = parser.parse_args(argv)
-    overrides = {"model": args.model} if args.model else {}
+    overrides = {name: value for name, value in (("model", args.model), ("precision", args.precision)) if value}
     try:
         names = card_names(args.cards)
         lines = dry_run(names, overrides)  # builds and checks every card's matrix before any training
