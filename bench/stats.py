@@ -66,8 +66,13 @@ def t_interval(
     if n < 2 or not np.isfinite(std):
         return math.nan, math.nan, False
     half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
-    low, high = max(mean - half, float(bounds[0])), min(mean + half, float(bounds[1]))
-    return low, high, (low, high) != (mean - half, mean + half)
+    return clip_interval(mean - half, mean + half, bounds)
+
+
+def clip_interval(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float, bool]:
+    """An interval clipped to ``bounds``, and whether clipping cut it."""
+    clipped = max(low, float(bounds[0])), min(high, float(bounds[1]))
+    return *clipped, clipped != (low, high)
 
 
 def summarize(
@@ -165,19 +170,8 @@ def welch_difference(
         warnings.simplefilter("ignore", RuntimeWarning)
         result = scipy_stats.ttest_ind(a, b, equal_var=False)
         interval = result.confidence_interval(CONFIDENCE)
-    low, high = float(interval.low), float(interval.high)
-    limits = difference_bounds(bounds)
-    clipped_low, clipped_high = max(low, limits[0]), min(high, limits[1])
-    return Unpaired(
-        len(a),
-        len(b),
-        diff,
-        float(result.statistic),
-        float(result.pvalue),
-        clipped_low,
-        clipped_high,
-        (clipped_low, clipped_high) != (low, high),
-    )
+    clipped = clip_interval(float(interval.low), float(interval.high), difference_bounds(bounds))
+    return Unpaired(len(a), len(b), diff, float(result.statistic), float(result.pvalue), *clipped)
 
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
