@@ -18,6 +18,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -60,6 +61,30 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _exit_with_parent() -> None:
+    """Make this worker process exit when the process that started it ends, however it ends (``kill``, a crash).
+
+    A pool's workers outlive a driver that was killed rather than interrupted (Ctrl-C reaches every process of the
+    group; ``kill PID`` only the driver): they would go on training runs whose results nobody collects, on the CPUs
+    the next command needs. A daemon thread waits on the parent's sentinel (``multiprocessing.parent_process``).
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _start_worker(threads: int) -> None:
+    """A pool worker's initializer: its torch threads, and an exit when the driver ends."""
+    _exit_with_parent()
+    _limit_threads(threads)
+
+
 class ProcessExecutor:
     """Runs cells in ``workers`` spawned processes on this machine, each with ``cores // workers`` torch threads.
 
@@ -67,6 +92,7 @@ class ProcessExecutor:
     than one process with two threads (measured in PERF.md). At most ``workers`` cells are in flight. A worker that
     dies breaks the whole pool: the cells in flight then run again one at a time in a new pool, so only the cell that
     kills its worker becomes an error (outcome ``BrokenProcessPool``) and no run is lost or run twice to completion.
+    Workers exit when the driver ends, even when it is killed (``_exit_with_parent``).
     """
 
     def __init__(self, workers: int, threads_per_worker: int | None = None) -> None:
@@ -79,7 +105,7 @@ class ProcessExecutor:
         return concurrent.futures.ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),  # no forked copies of torch's thread pools
-            initializer=_limit_threads,
+            initializer=_start_worker,
             initargs=(self.threads,),
         )
 

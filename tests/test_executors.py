@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
+import time
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from bench.config import RunSpec, TrainConfig
@@ -81,6 +87,56 @@ def test_the_driver_records_a_dead_worker_as_an_error_row_and_goes_on(tiny_train
     assert frame.loc[0, "status"] == "ok" and frame.index.is_unique
     invocation = ResultsStore(tmp_path).invocations()[-1]
     assert (invocation["runs"], invocation["to_run"], invocation["finished"], invocation["failed"]) == (2, 2, 2, 1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_workers_exit_when_the_driver_is_killed(tmp_path):
+    """``kill`` reaches the driver only: its worker must not go on training a run nobody will collect."""
+    (tmp_path / "slow_cell.py").write_text(
+        textwrap.dedent(
+            """
+            import os, time
+
+            def cell(spec):
+                with open(os.environ["WORKER_PID_FILE"], "w") as handle:
+                    handle.write(str(os.getpid()))
+                time.sleep(300)
+            """
+        )
+    )
+    driver = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from bench.executors import ProcessExecutor
+        from slow_cell import cell
+        list(ProcessExecutor(1, 1).map(cell, [None]))
+        """
+    )
+    pid_file = tmp_path / "worker.pid"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "WORKER_PID_FILE": str(pid_file)}
+    process = subprocess.Popen([sys.executable, "-c", driver], cwd=root, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            assert process.poll() is None, "the driver ended before its worker started"
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        assert _running(worker)
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 30
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(worker), "the worker outlived its killed driver"
 
 
 def test_workers_must_be_positive():
