@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -378,6 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="the training seed of every trial and the TPE sampler's seed, the same for every loss (default 0)",
     )
+    tune.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="the studies' Optuna storage, an SQLAlchemy URL such as postgresql://USER@HOST/DB that every node "
+        "reaches (needed with --executor ray on a cluster); its URL without the password is noted in "
+        "OUT/tuning-storage.txt (default: the SQLite file OUT/tuning.sqlite3)",
+    )
     return parser
 
 
@@ -686,8 +695,17 @@ def tune_command(args: argparse.Namespace) -> int:
     runs, skipped = plan_matrix(args, train)
     check_out_dir(args.out)
     executor = make_executor(args)
-    if args.executor == "ray":
-        raise ValueError("--executor ray: tune's studies share one SQLite file on this machine; use --workers N.")
+    from bench.tuning import is_sqlite, shown_url, storage_url
+
+    storage = args.storage or storage_url(args.out)
+    cluster = args.address or os.environ.get("RAY_ADDRESS")
+    if args.executor == "ray" and cluster and is_sqlite(storage):
+        raise ValueError(
+            f"--executor ray on a cluster ({cluster}): the studies' SQLite file {shown_url(storage)} is on this "
+            "machine and the nodes cannot share a file. Give --storage postgresql://USER@HOST/DB (or "
+            "mysql+pymysql://...), a database that every node reaches; without --address and RAY_ADDRESS, a private "
+            "Ray instance on this machine uses the SQLite file."
+        )
     model_path = check_model(args.model)
     check_max_length(model_path, args.max_length)
     check_train_layers(model_path, train.train_layers)
@@ -696,7 +714,7 @@ def tune_command(args: argparse.Namespace) -> int:
     from bench.compatibility import protocol_conflict, settings_conflicts
     from bench.report import write_report
     from bench.runner import run_matrix
-    from bench.tuning import final_runs, storage_url, tune_all
+    from bench.tuning import final_runs, tune_all
     from bench.tuning_report import write_tuning_report
 
     tuned = replace(train, tuning_trials=args.trials)
@@ -707,7 +725,11 @@ def tune_command(args: argparse.Namespace) -> int:
         raise ValueError(f"{why}. Use --out {folder_for(args.out, tuned)} for these runs.")
     started = time.perf_counter()
     try:
-        studies = tune_all(runs, args.out, trials=args.trials, trial_seed=args.trial_seed, executor=executor)
+        studies, broken = tune_all(
+            runs, args.out, trials=args.trials, trial_seed=args.trial_seed, executor=executor, storage=storage
+        )
+        for line in broken:
+            print(f"tuning failed, no final runs for {line}", file=sys.stderr)
         seeds = sorted({spec.seed for spec in runs})
         finals, missing = final_runs(studies, seeds)
         for line in missing:
@@ -724,17 +746,19 @@ def tune_command(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            f"\nInterrupted. Finished trials are saved in {storage_url(args.out)} and finished runs in "
+            f"\nInterrupted. Finished trials are saved in {shown_url(storage)} and finished runs in "
             f"{args.out}/runs.csv. Run the same command again to resume: only the missing trials and runs run.",
             file=sys.stderr,
         )
         return 130
-    report, tuning = write_report(args.out), write_tuning_report(args.out)
+    report, tuning = write_report(args.out), write_tuning_report(args.out, storage)
     print(
         f"Wrote {report} and {tuning} in {time.perf_counter() - started:.0f} s wall time. "
-        f"The studies: optuna-dashboard {storage_url(args.out)}"
+        f"The studies: optuna-dashboard {shown_url(storage)}"
     )
-    return 1 if failed or missing else 0
+    for line in broken:  # again at the end, where it is seen
+        print(f"tuning failed: {line}", file=sys.stderr)
+    return 1 if failed or missing or broken else 0
 
 
 def with_note(run: Callable[..., list], recorded: dict[str, Any]) -> Callable[..., list]:

@@ -143,11 +143,13 @@ class TrainConfig:
 
     @property
     def slug(self) -> str:
-        """A folder name for the results of these settings: protocol, training examples, epochs, learning rate and
-        precision, then every other setting that differs from its default (``finetune-450ex-1ep-lr2e-4-bf16``)."""
+        """A folder name for the results of these settings: protocol, training examples, epochs, learning rate (not
+        for tuned runs: each loss has the one its tuning chose) and precision, then every other setting that differs
+        from its default (``finetune-450ex-1ep-lr2e-4-bf16``, ``finetune-2000ex-1ep-fp32-top1-...-tuned8``)."""
         size = "all" if self.train_size is None else str(self.train_size)
         parts = ["finetune", f"{size}ex", f"{self.epochs:g}ep"]
-        parts += [f"lr{_short_float(self.learning_rate)}", self.precision]
+        parts += [] if self.tuned else [f"lr{_short_float(self.learning_rate)}"]
+        parts += [self.precision]
         for name, tag in _SLUG_TAGS.items():
             value = getattr(self, name)
             if value != ORIGINAL_SETTINGS[name]:

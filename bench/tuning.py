@@ -1,7 +1,8 @@
 """``lossbench tune``: the same hyper-parameter budget for every loss, chosen on the validation split.
 
-For each (task, loss) of the matrix, one Optuna study (named ``<task>|<loss>``) in an RDB storage, a SQLite file in
-the results folder (``tuning.sqlite3``), runs ``trials`` trials over the shared learning-rate range and the loss's own
+For each (task, loss) of the matrix, one Optuna study (named ``<task>|<loss>``) in an RDB storage (by default a SQLite
+file in the results folder, ``tuning.sqlite3``; any SQLAlchemy URL, e.g. a PostgreSQL database that every node of a
+cluster reaches), runs ``trials`` trials over the shared learning-rate range and the loss's own
 ``search_space`` (``bench.api.space``). Every loss gets the same number of trials, the same training seed for every
 trial, the same training settings, and a TPE sampler seeded the same way. A trial is an ordinary run of those settings
 with the trial's learning rate and loss parameters, on the validation split only (``bench.fit``: the test split is
@@ -12,6 +13,10 @@ Resuming: a trial's sampler is seeded by the study's seed and the number of tria
 of an interrupted study, run again, are the ones an uninterrupted study would have run. A trial left running by a
 killed process is marked failed (``interrupted``) and not counted; the missing trials run.
 
+Studies of different (task, loss) run in parallel on an executor (worker processes, Ray), each study one cell whose
+trials run one after another: the trials are those of a serial tuning. A study that fails (its cell raised, or its
+worker died) is reported and the others go on.
+
 Then the final runs: each loss at its best trial's learning rate and parameters over the matrix's seeds, through the
 normal runner into ``runs.csv``, with ``tuning_trials`` (so ``tuned``) in their settings (``TrainConfig``).
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +46,8 @@ from bench.registry import LOSSES, TASKS
 from bench.status import Status
 
 TUNING_DB = "tuning.sqlite3"  # in the results folder
+STORAGE_FILE = "tuning-storage.txt"  # in the results folder: the URL of another storage, without its password
+SQLITE_TIMEOUT_S = 60  # how long a process waits for another's write to the shared SQLite file (sqlite3's: 5 s)
 SEED_STRIDE = 10_000  # trial n of a study seeded s samples with TPESampler(seed=s * SEED_STRIDE + n)
 MAX_STARTUP_TRIALS = 10  # TPE's random start-up trials (Optuna's default), fewer when the budget is small
 STATUS_ATTR = "status"  # a trial's run status (ok, error, diverged); a failed trial without it was interrupted
@@ -48,6 +56,66 @@ STATUS_ATTR = "status"  # a trial's run status (ok, error, diverged); a failed t
 def storage_url(out_dir: str | Path) -> str:
     """The SQLite URL of a results folder's study database (what ``optuna-dashboard`` opens)."""
     return f"sqlite:///{(Path(out_dir) / TUNING_DB).resolve()}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password: the only form lossbench prints or writes (SQLAlchemy parses the URL)."""
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)  # URL.set(password=None) keeps the password: build the URL again without it
+        fields = {name: getattr(parsed, name) for name in ("drivername", "username", "host", "port", "database")}
+        query = {key: value for key, value in parsed.query.items() if key.lower() != "password"}
+        return URL.create(**fields, query=query).render_as_string(hide_password=False)
+    except ArgumentError:  # not a URL: hide whatever stands between ':' and '@' as a password would
+        return re.sub(r":[^:@/]*@", ":***@", url)
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether ``url`` names a SQLite file (a file on one machine, which the nodes of a cluster cannot share)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).get_backend_name() == "sqlite"
+    except ArgumentError:
+        return False
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """The Optuna storage at ``url``, its tables made on first use; a URL it cannot open is refused with a
+    ``ValueError`` that names it (without its password) and says what Optuna or the database said."""
+    sqlite = {"engine_kwargs": {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}} if is_sqlite(url) else {}
+    try:
+        return optuna.storages.RDBStorage(url, **sqlite)
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy, a database driver or Optuna: all are a bad storage
+        said = str(error).splitlines()[0] if str(error) else type(error).__name__
+        cause = f" ({error.__cause__})" if error.__cause__ else ""
+        raise ValueError(
+            f"storage {shown_url(url)}: Optuna cannot open it: {said}{cause}. Give an SQLAlchemy URL that this "
+            "machine (and every node that runs studies) reaches, with its driver installed, e.g. "
+            "postgresql://USER@HOST/DB, mysql+pymysql://USER@HOST/DB or sqlite:////ABSOLUTE/PATH.db."
+        ) from None
+
+
+def record_storage(out_dir: str | Path, url: str) -> None:
+    """Note in the folder where its studies are: ``STORAGE_FILE`` (the URL without its password) for a storage other
+    than the folder's SQLite file; none (an older note removed) for that file."""
+    note = Path(out_dir) / STORAGE_FILE
+    if url == storage_url(out_dir):
+        note.unlink(missing_ok=True)
+    else:
+        note.write_text(shown_url(url) + "\n", encoding="utf-8")
+
+
+def recorded_storage(out_dir: str | Path) -> str | None:
+    """The storage of the folder's latest tuning: the URL in ``STORAGE_FILE`` (without a password: give the full URL
+    again where the database needs one), else the folder's SQLite file; None when neither exists."""
+    note = Path(out_dir) / STORAGE_FILE
+    if note.exists():
+        return note.read_text(encoding="utf-8").strip()
+    return storage_url(out_dir) if (Path(out_dir) / TUNING_DB).exists() else None
 
 
 def distribution(spec: Spec) -> BaseDistribution:
@@ -135,8 +203,8 @@ class StudyOutcome:
     seconds: float
 
 
-def open_study(plan: StudyPlan, out_dir: str | Path, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """The plan's study in the folder's database, created on first use; refused when it was made with other
+def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage, url: str) -> optuna.Study:
+    """The plan's study in the storage (at ``url``), created on first use; refused when it was made with other
     settings."""
     study = optuna.create_study(storage=storage, study_name=plan.name, direction=plan.direction, load_if_exists=True)
     recorded = study.user_attrs.get("settings")
@@ -149,8 +217,8 @@ def open_study(plan: StudyPlan, out_dir: str | Path, storage: optuna.storages.Ba
         old, new = json.loads(recorded), json.loads(plan.settings())
         differ = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
         raise ValueError(
-            f"Study {plan.name!r} in {Path(out_dir) / TUNING_DB} was made with other settings ({', '.join(differ)} "
-            "differ): its trials would not compare. Tune into another --out folder."
+            f"Study {plan.name!r} in {shown_url(url)} was made with other settings ({', '.join(differ)} differ): its "
+            "trials would not compare. Tune into another --out folder (or another --storage)."
         )
     return study
 
@@ -202,15 +270,19 @@ def tune_study(
     plan: StudyPlan,
     out_dir: str | Path,
     *,
+    storage: str | None = None,
     run: Callable[[RunSpec], dict[str, Any]] = run_trial,
     say: Callable[[str], None] = print,
 ) -> StudyOutcome:
-    """Run the study's missing trials (``plan.trials`` minus those already counted) one after another."""
+    """Run the study's missing trials (``plan.trials`` minus those already counted) one after another, in the
+    storage at the URL ``storage`` (default: the folder's SQLite file)."""
     started = time.perf_counter()
     quiet_libraries()
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(storage_url(out_dir))
-    study = open_study(plan, out_dir, storage)
+    if storage is None:  # only then: on a cluster's node the results folder is not this node's to make
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    url = storage or storage_url(out_dir)
+    storage = open_storage(url)
+    study = open_study(plan, storage, url)
     if fail_interrupted(study):
         say(f"{plan.name}: a trial left running by an interrupted tuning is marked failed and runs again")
     space = {name: distribution(spec) for name, spec in plan.space().items()}
@@ -256,11 +328,14 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def tune_cell(spec: RunSpec, *, trials: int, out_dir: str) -> CellResult:
+def tune_cell(spec: RunSpec, *, trials: int, out_dir: str, storage: str) -> CellResult | Exception:
     """A study as an executor's cell (``spec``: the study's (task, loss), base settings and trial seed): studies of
-    different (task, loss) run in parallel, the trials within a study one after another."""
-    result = tune_study(StudyPlan.of(spec, trials), out_dir)
-    return CellResult(asdict(result))
+    different (task, loss) run in parallel, the trials within a study one after another. A study that raises
+    returns its exception as its outcome (as an executor reports a dead worker), so that the other studies go on."""
+    try:
+        return CellResult(asdict(tune_study(StudyPlan.of(spec, trials), out_dir, storage=storage)))
+    except Exception as error:  # noqa: BLE001 - reported by tune_all; KeyboardInterrupt still stops the tuning
+        return error
 
 
 def study_cells(runs: Iterable[RunSpec], trial_seed: int) -> list[RunSpec]:
@@ -272,22 +347,40 @@ def study_cells(runs: Iterable[RunSpec], trial_seed: int) -> list[RunSpec]:
 
 
 def tune_all(
-    runs: Sequence[RunSpec], out_dir: str | Path, *, trials: int, trial_seed: int, executor: Executor | None = None
-) -> list[tuple[StudyPlan, StudyOutcome]]:
-    """Every (task, loss) study of the matrix, on the executor (default: this process); refuses a loss's bad space
-    before any trial."""
+    runs: Sequence[RunSpec],
+    out_dir: str | Path,
+    *,
+    trials: int,
+    trial_seed: int,
+    executor: Executor | None = None,
+    storage: str | None = None,
+    say: Callable[[str], None] = print,
+) -> tuple[list[tuple[StudyPlan, StudyOutcome]], list[str]]:
+    """Every (task, loss) study of the matrix, on the executor (default: this process), in the storage at the URL
+    ``storage`` (default: the folder's SQLite file, ``storage_url``). Refuses before any trial a storage it cannot
+    open, a loss's bad space and a study made with other settings. Returns the finished studies, in the matrix's
+    order, and a line (name and error) for each study that failed; the other studies are not stopped by one."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    optuna.storages.RDBStorage(storage_url(out_dir))  # the tables, made once before worker processes share the file
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study created here
+    url = storage or storage_url(out_dir)
+    opened = open_storage(url)  # the tables, made once before worker processes share the database
     cells = study_cells(runs, trial_seed)
     for cell in cells:
-        StudyPlan.of(cell, trials).space()
-    results = []
-    cell = partial(tune_cell, trials=trials, out_dir=str(out_dir))
-    for spec, result in (executor or LocalExecutor()).map(cell, cells):
+        open_study(StudyPlan.of(cell, trials), opened, url)  # checks the space and the recorded settings
+    record_storage(out_dir, url)
+    finished, failed = {}, {}
+    study_cell = partial(tune_cell, trials=trials, out_dir=str(out_dir), storage=url)
+    for spec, result in (executor or LocalExecutor()).map(study_cell, cells):
+        plan, done = StudyPlan.of(spec, trials), f"[study {len(finished) + len(failed) + 1}/{len(cells)}]"
         if isinstance(result, BaseException):
-            raise RuntimeError(f"tuning {spec.task} {spec.loss} failed: {result}") from result
-        results.append((StudyPlan.of(spec, trials), StudyOutcome(**result.row)))
-    return results
+            failed[plan.name] = f"{plan.name}: {type(result).__name__}: {result}"
+            say(f"{done} {failed[plan.name]}")
+            continue
+        finished[plan.name] = (plan, StudyOutcome(**result.row))
+        best = "none finished" if result.row["best_value"] is None else f"{result.row['best_value']:.4f}"
+        say(f"{done} {plan.name}: {result.row['trials']} trials, best {plan.metric} {best}")
+    names = [StudyPlan.of(cell, trials).name for cell in cells]
+    return [finished[n] for n in names if n in finished], [failed[n] for n in names if n in failed]
 
 
 def final_runs(

@@ -1,5 +1,5 @@
-"""TUNING.md: what ``lossbench tune`` found, per task, read from the results folder alone (its study database and
-``runs.csv``), so it can be rebuilt at any time.
+"""TUNING.md: what ``lossbench tune`` found, per task, read from the results folder (``runs.csv``) and its study
+storage (the folder's SQLite file, or the storage its ``tuning-storage.txt`` names), so it can be rebuilt at any time.
 
 Per task: each tuned loss's chosen learning rate and parameters, its best validation score, its sensitivity (the
 spread of the validation metric over its finished trials), a budget curve (the best validation score found so far
@@ -18,12 +18,14 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
+from scipy import stats as scipy_stats
 
 from bench.config import TUNED_SUFFIX
 from bench.plots import DPI, PLOTS_DIR, file_stem
 from bench.results import ResultsStore
+from bench.stats import ALPHA, holm, paired_difference
 from bench.status import Status
-from bench.tuning import STATUS_ATTR, TUNING_DB, storage_url
+from bench.tuning import STATUS_ATTR, STORAGE_FILE, TUNING_DB, open_storage, recorded_storage, shown_url, storage_url
 
 TUNING_FILE = "TUNING.md"
 
@@ -65,12 +67,12 @@ class StudyNumbers:
         return curve
 
 
-def study_numbers(out_dir: str | Path) -> list[StudyNumbers]:
-    """Every study of the folder's database (none without one)."""
-    if not (Path(out_dir) / TUNING_DB).exists():
+def study_numbers(storage_url: str | None) -> list[StudyNumbers]:
+    """Every study of the storage at ``storage_url`` (none without one)."""
+    if storage_url is None:
         return []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(storage_url(out_dir))
+    storage = open_storage(storage_url)
     found = []
     for name in sorted(optuna.study.get_all_study_names(storage)):
         study = optuna.load_study(study_name=name, storage=storage)
@@ -98,26 +100,48 @@ def study_numbers(out_dir: str | Path) -> list[StudyNumbers]:
 
 def rankings(runs: pd.DataFrame, task: str, losses: list[str], higher_is_better: bool) -> pd.DataFrame:
     """Per loss of ``losses``: the test main metric's mean over seeds and its rank among the losses that have both
-    untuned and tuned finished rows on ``task``, without and with tuning (NaN where a kind of row is missing)."""
+    untuned and tuned finished rows on ``task``, without and with tuning (NaN where a kind of row is missing); and
+    tuning's effect, tuned minus untuned paired by seed (``bench.stats.paired_difference``: mean, 95% interval,
+    paired t-test p, Holm-adjusted over the task's losses)."""
     columns = ["untuned", "untuned_n", "untuned_rank", "tuned", "tuned_n", "tuned_rank"]
+    columns += ["effect", "effect_low", "effect_high", "p", "p_holm"]
     if runs.empty or "task" not in runs.columns:
         return pd.DataFrame(np.nan, index=losses, columns=columns)
     rows = runs[(runs["task"].astype(str) == task) & (runs["status"] == Status.OK)]
     if rows.empty:
         return pd.DataFrame(np.nan, index=losses, columns=columns)
     metric = f"test_{rows['main_metric'].iloc[0]}"
-    values = pd.to_numeric(rows[metric], errors="coerce")
-    spec = rows["loss_spec"].astype(str)
-    table = pd.DataFrame(index=losses, columns=columns, dtype=float)
+    values = pd.Series(pd.to_numeric(rows[metric], errors="coerce").to_numpy(), index=rows["seed"].to_numpy())
+    spec = rows["loss_spec"].astype(str).to_numpy()
+    table = pd.DataFrame(np.nan, index=losses, columns=columns, dtype=float)
     for loss in losses:
-        for kind, name in (("untuned", loss), ("tuned", loss + TUNED_SUFFIX)):
-            mine = values[spec == name].dropna()
+        by_kind = {
+            kind: values[spec == name].dropna() for kind, name in (("untuned", loss), ("tuned", loss + TUNED_SUFFIX))
+        }
+        for kind, mine in by_kind.items():
             table.loc[loss, kind] = mine.mean() if len(mine) else np.nan
             table.loc[loss, f"{kind}_n"] = len(mine)
+        paired = paired_difference(by_kind["tuned"], by_kind["untuned"])
+        table.loc[loss, ["effect", "effect_low", "effect_high", "p"]] = (
+            paired.mean_diff, paired.diff_ci_low, paired.diff_ci_high, paired.p,
+        )  # fmt: skip
     both = table["untuned"].notna() & table["tuned"].notna()
     for kind in ("untuned", "tuned"):
         table.loc[both, f"{kind}_rank"] = table.loc[both, kind].rank(ascending=not higher_is_better, method="min")
+    tested = table["p"].notna()
+    if tested.any():
+        table.loc[tested, "p_holm"] = holm(table.loc[tested, "p"].to_numpy())
     return table
+
+
+def rank_agreement(table: pd.DataFrame) -> tuple[float, float, int]:
+    """Kendall's tau between the ranks without and with tuning (``rankings``), its p-value and the losses ranked:
+    tau 1 means tuning left the order as it was, 0 that the two orders are unrelated."""
+    both = table.dropna(subset=["untuned_rank", "tuned_rank"])
+    if len(both) < 3:
+        return (np.nan, np.nan, len(both))
+    result = scipy_stats.kendalltau(both["untuned_rank"], both["tuned_rank"])
+    return (float(result.statistic), float(result.pvalue), len(both))
 
 
 def budget_plot(task: str, studies: list[StudyNumbers], out_dir: Path) -> Path:
@@ -149,22 +173,34 @@ def _params(params: dict | None) -> str:
     )
 
 
-def write_tuning_report(out_dir: str | Path) -> Path:
-    """Write ``out_dir/TUNING.md`` and its budget-curve plots; returns the report's path."""
+def write_tuning_report(out_dir: str | Path, storage: str | None = None) -> Path:
+    """Write ``out_dir/TUNING.md`` and its budget-curve plots from the studies in ``storage`` (a URL; default: the
+    folder's recorded storage, ``recorded_storage``); returns the report's path."""
     out_dir = Path(out_dir)
-    studies = study_numbers(out_dir)
+    storage = storage or recorded_storage(out_dir)
+    studies = study_numbers(storage)
+    shown = shown_url(storage) if storage else None
+    where = (  # the folder's own file by a relative URL: the report stays true where the folder is copied
+        f"`{TUNING_DB}` beside this report: `optuna-dashboard sqlite:///{TUNING_DB}` run in this folder opens them"
+        if storage == storage_url(out_dir)
+        else f"`{shown}`: `optuna-dashboard {shown}` opens them"
+    )
     runs = ResultsStore(out_dir).load()
     lines = [
         "# Tuning",
         "",
         "Every loss of a task got the same number of trials on the validation split, the same training settings and "
         "seed, and a TPE sampler seeded the same way (`lossbench tune`, [docs/tuning.md](../docs/tuning.md) in the "
-        f"repository). The studies are in `{TUNING_DB}`: `optuna-dashboard {storage_url(out_dir)}` opens them. "
-        "Generated from that file and runs.csv: rebuild with `lossbench tune` (nothing runs again) or by hand.",
+        f"repository). The studies are in {where}. Generated from that "
+        "storage and runs.csv: rebuild with the same `lossbench tune` command (nothing runs again) or by hand.",
         "",
     ]
     if not studies:
-        lines.append(f"No studies: {out_dir / TUNING_DB} does not exist.")
+        lines.append(
+            f"No studies in `{shown}`."
+            if shown
+            else f"No studies: {out_dir} holds neither {TUNING_DB} nor {STORAGE_FILE}."
+        )
     for task in sorted({s.task for s in studies}):
         mine = [s for s in studies if s.task == task]
         arrow = "↑" if mine[0].higher_is_better else "↓"
@@ -184,21 +220,38 @@ def write_tuning_report(out_dir: str | Path) -> Path:
         lines += ["", f"![budget curves]({plot.relative_to(out_dir).as_posix()})", ""]
         table = rankings(runs, task, [s.loss for s in mine], mine[0].higher_is_better)
         if table["untuned_rank"].notna().any():
+            tau, tau_p, ranked = rank_agreement(table)
             lines += [
                 f"Test {mine[0].metric} {arrow}, mean over seeds; ranks among the losses with both kinds of runs (rank "
-                "change +1: one place higher when every loss is tuned).",
+                "change +1: one place higher when every loss is tuned). Tuning's effect: tuned minus untuned, paired "
+                "by seed, with its 95% t-interval and the paired t-test's p, Holm-adjusted over this task's losses; "
+                f"**bold** where that p < {ALPHA:g}.",
                 "",
-                "| loss | untuned | n | rank | tuned | n | rank | rank change |",
-                "|---|---|---|---|---|---|---|---|",
+                "| loss | untuned | n | rank | tuned | n | rank | rank change | tuning's effect [95% CI] | p (Holm) |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for loss, row in table.sort_values(["tuned_rank", "tuned"], na_position="last").iterrows():
                 change = row["untuned_rank"] - row["tuned_rank"]
-                shown = "–" if not np.isfinite(change) else f"{change:+.0f}"
+                shown_change = "–" if not np.isfinite(change) else f"{change:+.0f}"
+                effect = (
+                    "–"
+                    if not np.isfinite(row["effect_low"])
+                    else f"{row['effect']:+.4f} [{row['effect_low']:+.4f}, {row['effect_high']:+.4f}]"
+                )
+                if np.isfinite(row["p_holm"]) and row["p_holm"] < ALPHA:
+                    effect = f"**{effect}**"
                 lines.append(
                     f"| {loss} | {_number(row['untuned'])} | {row['untuned_n']:.0f} "
                     f"| {_number(row['untuned_rank'], 0)} | {_number(row['tuned'])} | {row['tuned_n']:.0f} "
-                    f"| {_number(row['tuned_rank'], 0)} | {shown} |"
+                    f"| {_number(row['tuned_rank'], 0)} | {shown_change} | {effect} | {_number(row['p_holm'], 3)} |"
                 )
+            agreement = (
+                f"Kendall's tau between the two rankings: {tau:.2f} (p = {tau_p:.3f}, {ranked} losses; 1 = the same "
+                "order, 0 = unrelated)."
+                if np.isfinite(tau)
+                else f"Kendall's tau needs at least 3 losses ranked both ways ({ranked} here)."
+            )
+            lines += ["", agreement]
         else:
             lines.append(
                 "No ranking without tuning: the folder has no untuned runs of these losses on this task (add them with "

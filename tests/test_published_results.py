@@ -77,10 +77,16 @@ def test_the_published_runs_are_out_of_the_default_output_folder_and_named_by_th
 
 
 def _one_setting_each(finished: pd.DataFrame, folder: Path) -> dict:
-    """The TrainConfig of a published folder's runs, which must all share it."""
+    """The TrainConfig of a published folder's runs, which must all share it; a tuned comparison's folder also holds
+    the untuned runs it compares with (as ``bench.compatibility.settings_conflicts`` allows): the learning rate is
+    then shared by the untuned runs and the tuning budget by the tuned ones."""
+    trials = pd.to_numeric(finished.get("tuning_trials", pd.Series(0, index=finished.index)), errors="coerce")
+    tuned = trials.fillna(0) > 0
+    only = {"learning_rate": finished[~tuned], "tuning_trials": finished[tuned] if tuned.any() else finished}
     settings = {}
     for field in fields(TrainConfig):
-        values = finished[field.name].dropna().unique() if field.name in finished.columns else []
+        rows = only.get(field.name, finished)
+        values = rows[field.name].dropna().unique() if field.name in rows.columns else []
         assert len(values) <= 1, f"{folder} mixes {field.name}={list(values)}"
         # A setting a row does not name had the value every run had before it existed.
         value = values[0] if len(values) else ORIGINAL_SETTINGS.get(field.name, field.default)
@@ -154,6 +160,7 @@ def test_a_folder_with_other_settings_names_a_folder_for_the_new_runs(tiny_model
         ({"precision": "fp32", "model": "org/bert-base-uncased", "batch_size": 32, "length_grouped": True,
           "train_layers": None, "select_checkpoint": False},
          "finetune-2000ex-1ep-lr1e-3-fp32-bert-base-uncased-bs32-grouped"),
+        ({"precision": "fp32", "tuning_trials": 8}, "finetune-2000ex-1ep-fp32-top1-best-patience4-tuned8"),
     ],
 )  # fmt: skip
 def test_the_slug_names_the_settings_that_differ(settings, slug):

@@ -1,11 +1,14 @@
 """``lossbench tune``: trials score the validation split and never read the test split, a killed study resumes with
-the trials an uninterrupted one runs, the same seeds give the same trials, and the final runs are tuned rows that the
-report keeps apart from untuned ones."""
+the trials an uninterrupted one runs, the same seeds give the same trials, studies in worker processes or Ray tasks
+record the trials of a serial tuning, a failed study leaves the others' final runs, the storage is chosen and checked,
+and the final runs are tuned rows that the report keeps apart from untuned ones."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -13,13 +16,16 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import cache, cli, depth, finetune, tuning
+from bench import cache, cli, depth, finetune, tuning, tuning_report
 from bench.config import RunSpec, TrainConfig
+from bench.executors import LocalExecutor, ProcessExecutor
 from bench.matrix import build_matrix
 from bench.registry import TASKS
 from bench.status import Status
+from tests.helpers import torch_threads
 
 TASK = "tuning_reviews"  # 80 short reviews: a validation split of 12, so that trials take a second or two
+NLL_TASK = "tuning_reviews_nll"  # the same, scored by NLL: a trial's value shows a difference in its last bits
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +37,25 @@ def reviews_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_train(tiny_model_dir, reviews_file, tmp_path, monkeypatch) -> TrainConfig:
+def reviews_task(reviews_file: Path, name: str = TASK) -> type:
     from tasks.base import FileTask, TaskMetadata
 
+    metric, higher = ("nll", False) if name == NLL_TASK else ("accuracy", True)
+
     class ReviewsTask(FileTask):
-        name = TASK
         path = reviews_file
         metadata = TaskMetadata(
-            problem_type="classification", label_names=("neg", "pos"), main_metric="accuracy",
-            higher_is_better=True, source="reviews.csv", version="1.0", description="tiny reviews",
+            problem_type="classification", label_names=("neg", "pos"), main_metric=metric,
+            higher_is_better=higher, source="reviews.csv", version="1.0", description="tiny reviews",
         )  # fmt: skip
 
-    monkeypatch.setitem(TASKS._items, TASK, ReviewsTask)  # a registered plug-in, as a file would be
+    ReviewsTask.name = name
+    return ReviewsTask
+
+
+@pytest.fixture
+def tiny_train(tiny_model_dir, reviews_file, tmp_path, monkeypatch) -> TrainConfig:
+    monkeypatch.setitem(TASKS._items, TASK, reviews_task(reviews_file))  # a registered plug-in, as a file would be
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(depth, "_STATES", {})
     return TrainConfig(model=str(tiny_model_dir), train_size=16, batch_size=8, max_length=32, precision="fp32")
@@ -179,3 +191,173 @@ def test_bad_tune_options_are_refused_before_any_trial(tiny_model_dir, tmp_path,
     assert run_cli(*args, *extra) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / tuning.TUNING_DB).exists()
+
+
+def with_reviews_task(fn, reviews_file: str, spec: RunSpec):
+    """``fn(spec)`` in a worker process (spawned, or Ray's), with the tiny task registered there as it is here."""
+    from bench.registry import TASKS as worker_tasks  # the worker's registry (Ray sends this function by value)
+
+    worker_tasks._items.setdefault(NLL_TASK, reviews_task(Path(reviews_file), NLL_TASK))
+    return fn(spec)
+
+
+class ReviewsTaskExecutor:
+    """An executor whose workers know the tiny task (a plug-in file on every node would do the same)."""
+
+    def __init__(self, inner, reviews_file: Path) -> None:
+        self.inner, self.reviews_file = inner, str(reviews_file)
+
+    def map(self, fn, specs):
+        return self.inner.map(partial(with_reviews_task, fn, self.reviews_file), specs)
+
+
+def stored_trials(url: str) -> dict[str, list[tuple]]:
+    """What Optuna stores of every study's trials, in trial order, less the clock times (start and end, training
+    seconds): number, state, parameters, value, intermediate values, run status, best step."""
+    storage = optuna.storages.RDBStorage(url)
+    return {
+        name: [
+            (
+                t.number,
+                t.state,
+                t.params,
+                t.value,
+                t.intermediate_values,
+                t.user_attrs["status"],
+                t.user_attrs.get("best_step"),
+            )
+            for t in optuna.load_study(study_name=name, storage=storage).trials
+        ]
+        for name in sorted(optuna.study.get_all_study_names(storage))
+    }
+
+
+def assert_parallel_tuning_is_serial(train: TrainConfig, executor, tmp_path: Path, monkeypatch) -> None:
+    """A serial tuning in this process at 1 torch thread (what each worker has) and one on ``executor`` store the
+    same trials, bit for bit, and choose the same configurations."""
+    monkeypatch.setitem(TASKS._items, NLL_TASK, reviews_task(Path(executor.reviews_file), NLL_TASK))
+    runs, _ = build_matrix([NLL_TASK], ["focal", "cross_entropy"], [0], train)
+    with torch_threads(1):
+        serial, failed = tuning.tune_all(runs, tmp_path / "serial", trials=2, trial_seed=0, executor=LocalExecutor())
+    assert failed == []
+    parallel, failed = tuning.tune_all(runs, tmp_path / "parallel", trials=2, trial_seed=0, executor=executor)
+    assert failed == []
+    expected = stored_trials(tuning.storage_url(tmp_path / "serial"))
+    assert len(expected) == 2 and all(len(trials) == 2 for trials in expected.values())
+    assert all(state == optuna.trial.TrialState.COMPLETE for trials in expected.values() for _, state, *_ in trials)
+    values = [value for trials in expected.values() for _, _, _, value, *_ in trials]
+    assert len(set(values)) == len(values)  # each trial's NLL its own: equal values would show nothing
+    assert stored_trials(tuning.storage_url(tmp_path / "parallel")) == expected
+    assert [(plan.name, r.best_params, r.best_value) for plan, r in parallel] == [
+        (plan.name, r.best_params, r.best_value) for plan, r in serial
+    ]
+
+
+def test_worker_processes_record_the_trials_of_a_serial_tuning(tiny_train, reviews_file, tmp_path, monkeypatch):
+    executor = ReviewsTaskExecutor(ProcessExecutor(2, threads_per_worker=1), reviews_file)
+    assert_parallel_tuning_is_serial(tiny_train, executor, tmp_path, monkeypatch)
+
+
+def test_ray_tasks_record_the_trials_of_a_serial_tuning(tiny_train, reviews_file, tmp_path, monkeypatch):
+    """A private Ray instance on this machine (no address): the studies share the folder's SQLite file."""
+    ray = pytest.importorskip("ray")
+    from bench.executors import RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test file
+    try:
+        executor = ReviewsTaskExecutor(RayExecutor(num_cpus=2, cpus_per_run=1), reviews_file)
+        assert_parallel_tuning_is_serial(tiny_train, executor, tmp_path, monkeypatch)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert not ray.is_initialized()  # the executor stopped the instance it started
+
+
+def test_a_failed_study_is_reported_and_the_others_final_runs_go_on(tiny_train, tmp_path, monkeypatch, capsys):
+    real = tuning.tune_study
+
+    def tune_study(plan, *args, **kwargs):
+        if plan.loss == "focal":
+            raise RuntimeError("the focal study broke")
+        return real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "tune_study", tune_study)
+    elsewhere = f"sqlite:///{tmp_path / 'studies.sqlite3'}"  # another storage than the folder's file
+    settings = "--train-size 16 --batch-size 8 --max-length 32 --precision fp32 --seeds 0 --trials 1"
+    out = tmp_path / "out"
+    args = ["tune", "--model", tiny_train.model, "--tasks", TASK, "--losses", "focal,cross_entropy", *settings.split()]
+    assert run_cli(*args, "--out", str(out), "--storage", elsewhere) == 1
+    err = capsys.readouterr().err
+    assert f"{TASK}|focal: RuntimeError: the focal study broke" in err
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs["loss_spec"]) == ["cross_entropy (tuned)"] and (runs["status"] == Status.OK).all()
+    assert not (out / tuning.TUNING_DB).exists()  # the trials went to the storage given
+    assert (out / tuning.STORAGE_FILE).read_text().strip() == elsewhere
+    text = (out / tuning_report.TUNING_FILE).read_text()
+    assert "| cross_entropy | 1 | 0 |" in text and elsewhere in text
+    (out / tuning_report.TUNING_FILE).unlink()
+    assert tuning_report.write_tuning_report(out).read_text() == text  # rebuilt from the recorded storage
+
+
+def test_a_storage_is_written_and_shown_without_its_password(tmp_path):
+    url = "postgresql+psycopg2://me:s3cret@db.example:5432/studies"
+    tuning.record_storage(tmp_path, url)
+    assert (tmp_path / tuning.STORAGE_FILE).read_text() == "postgresql+psycopg2://me@db.example:5432/studies\n"
+    assert tuning.recorded_storage(tmp_path) == "postgresql+psycopg2://me@db.example:5432/studies"
+    tuning.record_storage(tmp_path, tuning.storage_url(tmp_path))  # back to the folder's file: no note
+    assert not (tmp_path / tuning.STORAGE_FILE).exists() and tuning.recorded_storage(tmp_path) is None
+    assert "s3cret" not in tuning.shown_url("postgres//me:s3cret@db/x")  # not even a URL: still hidden
+    assert tuning.shown_url("mysql://me@db/x?password=s3cret&charset=utf8") == "mysql://me@db/x?charset=utf8"
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("not a url", "storage not a url: Optuna cannot open it: Could not parse"),
+        ("nodb://host/x", "storage nodb://host/x: Optuna cannot open it"),
+        ("postgresql://me:s3cret@localhost:1/db", "storage postgresql://me@localhost:1/db: Optuna cannot open it"),
+    ],
+)
+def test_a_bad_storage_is_refused_before_any_trial(tiny_train, tmp_path, capsys, storage, message):
+    args = ["tune", "--model", tiny_train.model, "--tasks", TASK, "--losses", "focal", "--out", str(tmp_path)]
+    assert run_cli(*args, "--storage", storage) == 2
+    err = capsys.readouterr().err
+    assert message in err and "postgresql://USER@HOST/DB" in err and "s3cret" not in err
+    assert not (tmp_path / tuning.TUNING_DB).exists() and not (tmp_path / tuning.STORAGE_FILE).exists()
+
+
+@pytest.mark.parametrize("address", ["flag", "environment"])
+@pytest.mark.parametrize("storage", [None, "sqlite:///shared/tuning.sqlite3"])
+def test_a_ray_cluster_with_a_sqlite_storage_is_refused(tiny_train, tmp_path, capsys, monkeypatch, address, storage):
+    pytest.importorskip("ray")
+    args = ["tune", "--model", tiny_train.model, "--tasks", TASK, "--losses", "focal", "--out", str(tmp_path)]
+    args += ["--executor", "ray"] + (["--storage", storage] if storage else [])
+    if address == "flag":
+        args += ["--address", "10.1.2.3:6379"]
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", "10.1.2.3:6379")
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    assert (
+        "on a cluster (10.1.2.3:6379)" in err and "nodes cannot share a file" in err and "--storage postgresql" in err
+    )
+    assert not (tmp_path / tuning.TUNING_DB).exists()
+
+
+def test_tuning_report_pairs_tuned_and_untuned_runs_by_seed_and_compares_the_rankings():
+    """Synthetic rows: tuning lifts gce by 0.10 on every seed (a clear effect), moves focal by +-0.001 (none), and
+    swaps the order of gce and cross_entropy."""
+    base = {"cross_entropy": 0.80, "focal": 0.79, "gce": 0.70, "dice": 0.60}
+    lift = {"cross_entropy": 0.0, "focal": 0.0, "gce": 0.15, "dice": 0.0}
+    rows = []
+    for loss, score in base.items():
+        for seed, wobble in enumerate((-0.001, 0.001, 0.0)):
+            for suffix, value in (("", score + wobble), (" (tuned)", score + lift[loss] + wobble * (seed - 1))):
+                rows.append({"task": TASK, "status": Status.OK, "main_metric": "accuracy", "seed": seed,
+                             "loss_spec": loss + suffix, "test_accuracy": value})  # fmt: skip
+    table = tuning_report.rankings(pd.DataFrame(rows), TASK, list(base), higher_is_better=True)
+    assert table.loc["gce", "effect"] == pytest.approx(0.15, abs=0.002)
+    assert table.loc["gce", "effect_low"] > 0 and table.loc["gce", "p_holm"] < 0.05
+    assert table.loc["focal", "effect_low"] < 0 < table.loc["focal", "effect_high"]
+    assert (table.loc["gce", "untuned_rank"], table.loc["gce", "tuned_rank"]) == (3, 1)
+    tau, _, ranked = tuning_report.rank_agreement(table)
+    assert ranked == 4 and tau == pytest.approx(1 / 3)  # 2 of the 6 pairs swapped: (4 - 2) / 6
