@@ -94,9 +94,18 @@ def failed_run_row(spec: RunSpec, error: BaseException) -> dict[str, Any]:
     return failure_row(spec, TASKS.get(spec.task.base).metadata, error, diverged_step=diverged_step)
 
 
+def quiet_libraries() -> None:
+    """No progress bars or model-load reports from the libraries: the driver prints one line per run. Called in the
+    driver and in every cell, since a worker process (spawned, or Ray's) starts with the libraries' defaults."""
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def run_cell(spec: RunSpec, *, eval_steps: int = 0) -> CellResult:
     """``run_one_safely`` in a scratch folder, returning the row and the run folder's files: what an executor ships
     back to the driver, which alone writes the results folder (the worker may be another process or machine)."""
+    quiet_libraries()
     with tempfile.TemporaryDirectory(prefix="lossbench-cell-") as scratch:
         row = run_one_safely(spec, Path(scratch), eval_steps=eval_steps)
         run_dir = Path(scratch) / RUNS_DIR / spec.run_id
@@ -154,9 +163,7 @@ def run_matrix(
     todo = plan.todo
     say = (lambda *_: None) if quiet else print
     say(plan.summary(store.path, len(runs), len(skipped)))
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    quiet_libraries()
     prepare_data(todo)
     failed: list[dict[str, Any]] = []
     executor = executor or LocalExecutor()

@@ -256,14 +256,11 @@ def run_trial(spec: RunSpec) -> dict[str, Any]:
 
 
 def quiet_libraries() -> None:
-    """One line per trial: no progress bars or load reports from the libraries (``run_matrix`` does the same)."""
-    import datasets
-    import transformers
+    """One line per trial: no progress bars or load reports from the libraries (as in a run), nor from Optuna."""
+    from bench import runner  # heavy: only when trials run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    runner.quiet_libraries()
 
 
 def tune_study(

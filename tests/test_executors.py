@@ -35,13 +35,16 @@ def dies_on_seed_1(spec: RunSpec) -> CellResult:
     return CellResult({"run_id": spec.run_id, "status": "ok", "pid": os.getpid()})
 
 
-def test_worker_processes_give_the_same_metrics_as_this_process(tiny_train, tmp_path):
+def test_worker_processes_give_the_same_metrics_as_this_process(tiny_train, tmp_path, capfd):
     """Bit for bit at the same thread count: each worker has 1 torch thread, and so does this process here, whatever
-    this machine's default (see ``torch_threads``)."""
+    this machine's default (see ``torch_threads``). The workers print no library reports or progress bars."""
     runs, skipped = build_matrix(["trec", "vader_movies"], ["cross_entropy", "mse"], [0], tiny_train)
     with torch_threads(1):
         assert run_matrix(runs, skipped, tmp_path / "local", quiet=True, executor=LocalExecutor()) == []
+    capfd.readouterr()
     assert run_matrix(runs, skipped, tmp_path / "workers", quiet=True, executor=ProcessExecutor(2, 1)) == []
+    printed = capfd.readouterr()
+    assert "LOAD REPORT" not in printed.err + printed.out and "it/s]" not in printed.err + printed.out
 
     local, workers = (
         ResultsStore(tmp_path / name).load().set_index("run_id").sort_index() for name in ("local", "workers")
