@@ -11,6 +11,7 @@ without and with tuning, where both kinds of rows are in the folder. ``tuning_nu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ class StudyNumbers:
     scores: list[float]
     best_params: dict | None
     best_value: float | None
+    train_seconds: float = 0.0  # summed over the counted trials
+    span: tuple[datetime, datetime] | None = None  # the first trial's start and the last one's end
 
     @property
     def finished(self) -> np.ndarray:
@@ -84,6 +87,8 @@ def study_numbers(storage_url: str | None) -> list[StudyNumbers]:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         best = study.best_trial if complete else None
         higher = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        starts = [t.datetime_start for t in trials if t.datetime_start]
+        ends = [t.datetime_complete for t in trials if t.datetime_complete]
         found.append(
             StudyNumbers(
                 task=study.user_attrs.get("task", name.split("|")[0]),
@@ -93,9 +98,25 @@ def study_numbers(storage_url: str | None) -> list[StudyNumbers]:
                 scores=[t.value if t.state == TrialState.COMPLETE else np.nan for t in trials],
                 best_params=dict(best.params) if best else None,
                 best_value=best.value if best else None,
+                train_seconds=float(sum(t.user_attrs.get("train_seconds") or 0.0 for t in trials)),
+                span=(min(starts), max(ends)) if starts and ends else None,
             )
         )
     return found
+
+
+def budget_spent(studies: list[StudyNumbers]) -> str:
+    """One line: the trials counted, their summed training time, and the wall-clock span from the first trial's
+    start to the last one's end (which includes any interruption and whatever else the machine ran)."""
+    trials = sum(len(s.scores) for s in studies)
+    spans = [s.span for s in studies if s.span]
+    training = sum(s.train_seconds for s in studies) / 60
+    line = f"Budget spent: {trials} trials in {len(studies)} studies, {training:.1f} min of training summed over them"
+    if spans:
+        first, last = min(a for a, _ in spans), max(b for _, b in spans)
+        wall = (last - first).total_seconds() / 60
+        line += f"; they ran from {first:%Y-%m-%d %H:%M} to {last:%H:%M} ({wall:.0f} min wall clock, pauses included)"
+    return line + ". The final runs' times are in runs.csv and invocations.jsonl."
 
 
 def rankings(runs: pd.DataFrame, task: str, losses: list[str], higher_is_better: bool) -> pd.DataFrame:
@@ -195,6 +216,8 @@ def write_tuning_report(out_dir: str | Path, storage: str | None = None) -> Path
         "storage and runs.csv: rebuild with the same `lossbench tune` command (nothing runs again) or by hand.",
         "",
     ]
+    if studies:
+        lines += [budget_spent(studies), ""]
     if not studies:
         lines.append(
             f"No studies in `{shown}`."

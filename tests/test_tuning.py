@@ -170,7 +170,7 @@ def test_tune_runs_the_chosen_configuration_as_tuned_rows_beside_untuned_ones(ti
     report = (tmp_path / "out" / "REPORT.md").read_text()
     assert "| focal (tuned) " in report and "| focal " in report  # two losses in the tables, never pooled
     text = (tmp_path / "out" / "TUNING.md").read_text()
-    assert "| focal | 2 | 0 |" in text and "rank change" in text
+    assert "| focal | 2 | 0 |" in text and "rank change" in text and "Budget spent: 2 trials in 1 studies" in text
     assert (tmp_path / "out" / "plots" / f"tuning-{TASK}.png").stat().st_size > 0
     capsys.readouterr()
     assert run_cli("tune", *common, "--trials", "2") == 0  # resumed: nothing left to run
