@@ -211,7 +211,7 @@ def write_tuning_report(out_dir: str | Path, storage: str | None = None) -> Path
         "# Tuning",
         "",
         "Every loss of a task got the same number of trials on the validation split, the same training settings and "
-        "seed, and a TPE sampler seeded the same way (`lossbench tune`, [docs/tuning.md](../docs/tuning.md) in the "
+        "seed, and a TPE sampler seeded the same way (`lossbench tune`, docs/tuning.md in the lossbench "
         f"repository). The studies are in {where}. Generated from that "
         "storage and runs.csv: rebuild with the same `lossbench tune` command (nothing runs again) or by hand.",
         "",

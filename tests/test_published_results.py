@@ -90,7 +90,10 @@ def _one_setting_each(finished: pd.DataFrame, folder: Path) -> dict:
         assert len(values) <= 1, f"{folder} mixes {field.name}={list(values)}"
         # A setting a row does not name had the value every run had before it existed.
         value = values[0] if len(values) else ORIGINAL_SETTINGS.get(field.name, field.default)
-        settings[field.name] = value.item() if hasattr(value, "item") else value
+        value = value.item() if hasattr(value, "item") else value
+        if type(field.default) is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # a column with empty cells (rows older than the setting) reads back as floats
+        settings[field.name] = value
     return settings
 
 
