@@ -70,12 +70,12 @@ class StudyNumbers:
         return curve
 
 
-def study_numbers(storage_url: str | None) -> list[StudyNumbers]:
-    """Every study of the storage at ``storage_url`` (none without one)."""
-    if storage_url is None:
+def study_numbers(url: str | None) -> list[StudyNumbers]:
+    """Every study of the storage at the URL ``url`` (none without one)."""
+    if url is None:
         return []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url)
+    storage = open_storage(url)
     found = []
     for name in sorted(optuna.study.get_all_study_names(storage)):
         study = optuna.load_study(study_name=name, storage=storage)
