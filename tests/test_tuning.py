@@ -1,13 +1,12 @@
 """``lossbench tune``: trials score the validation split and never read the test split, a killed study resumes with
-the trials an uninterrupted one runs, the same seeds give the same trials, studies in worker processes or Ray tasks
-record the trials of a serial tuning, a failed study leaves the others' final runs, the storage is chosen and checked,
-and the final runs are tuned rows that the report keeps apart from untuned ones."""
+the trials an uninterrupted one runs, the same seeds give the same trials, studies in worker processes record the
+trials of a serial tuning (on Ray tasks: test_ray_tuning.py), a failed study leaves the others' final runs, the storage
+is chosen and checked, and the final runs are tuned rows that the report keeps apart from untuned ones."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -259,20 +258,6 @@ def assert_parallel_tuning_is_serial(train: TrainConfig, executor, tmp_path: Pat
 def test_worker_processes_record_the_trials_of_a_serial_tuning(tiny_train, reviews_file, tmp_path, monkeypatch):
     executor = ReviewsTaskExecutor(ProcessExecutor(2, threads_per_worker=1), reviews_file)
     assert_parallel_tuning_is_serial(tiny_train, executor, tmp_path, monkeypatch)
-
-
-def test_ray_tasks_record_the_trials_of_a_serial_tuning(tiny_train, reviews_file, tmp_path, monkeypatch):
-    """A private Ray instance on this machine (no address): the studies share the folder's SQLite file."""
-    ray = pytest.importorskip("ray")
-    from bench.executors import RayExecutor
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test file
-    try:
-        executor = ReviewsTaskExecutor(RayExecutor(num_cpus=2, cpus_per_run=1), reviews_file)
-        assert_parallel_tuning_is_serial(tiny_train, executor, tmp_path, monkeypatch)
-    finally:
-        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    assert not ray.is_initialized()  # the executor stopped the instance it started
 
 
 def test_a_failed_study_is_reported_and_the_others_final_runs_go_on(tiny_train, tmp_path, monkeypatch, capsys):
